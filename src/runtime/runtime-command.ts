@@ -1,0 +1,159 @@
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+
+import {normalizeInstance, resourceNames, type ResourceNames} from '../config/instance.js'
+import {resolvePaths, type OccPaths} from '../config/paths.js'
+import type {OccConfig} from '../config/schema.js'
+import {loadConfig} from '../config/store.js'
+import {ExitCode, NotSupportedError, OccError} from '../errors.js'
+import {resolveRuntimeKind, type RuntimeChoice} from './resolve.js'
+import type {Runtime, RuntimeKind} from './runtime.js'
+
+export type RuntimeFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof RuntimeCommand)['baseFlags'] & T['flags']>
+export type RuntimeArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** The commands that make sense inside the sandbox; everything else is host-only. */
+export const CONTAINER_COMMANDS = ['status', 'logs', 'update opencode']
+
+/**
+ * The base class of every occ command and of third-party plugin commands. It owns the base
+ * flags, --json, runtime resolution, the config, and the one place where errors become a
+ * message with next steps, a stable exit code and a JSON error.
+ */
+export abstract class RuntimeCommand<T extends typeof Command> extends Command {
+  static override baseFlags = {
+    quiet: Flags.boolean({char: 'q', description: 'Print only what is essential.', helpGroup: 'GLOBAL'}),
+    runtime: Flags.option({
+      description: 'Where occ acts: on the host through Docker, or inside the sandbox. Env: OPENCODE_RUNTIME.',
+      helpGroup: 'GLOBAL',
+      options: ['auto', 'host', 'container'] as const,
+    })(),
+    'sandbox-instance': Flags.string({
+      description: 'Run against a named sandbox instance (NAME or auto). Env: OPENCODE_SANDBOX_INSTANCE.',
+      env: 'OPENCODE_SANDBOX_INSTANCE',
+      helpGroup: 'GLOBAL',
+    }),
+    verbose: Flags.boolean({char: 'v', description: 'Print more detail, including error causes.', helpGroup: 'GLOBAL'}),
+  }
+
+  static override enableJsonFlag = true
+
+  /** Runtimes this command works in. Override to allow 'container'. */
+  static supportedRuntimes: RuntimeKind[] = ['host']
+
+  protected flags!: RuntimeFlags<T>
+  protected args!: RuntimeArgs<T>
+  protected paths!: OccPaths
+  protected names!: ResourceNames
+  protected runtimeKind!: RuntimeKind
+  private configCache?: OccConfig
+  private runtimeCache?: Runtime
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const ctor = this.constructor as typeof RuntimeCommand & T
+    const {args, flags} = await this.parse({
+      args: ctor.args,
+      baseFlags: (super.ctor as typeof RuntimeCommand).baseFlags,
+      enableJsonFlag: ctor.enableJsonFlag,
+      flags: ctor.flags,
+      strict: ctor.strict,
+    })
+    this.flags = flags as RuntimeFlags<T>
+    this.args = args as RuntimeArgs<T>
+    this.paths = resolvePaths()
+    const instance = normalizeInstance(this.flags['sandbox-instance'])
+    if (instance) process.env.OPENCODE_SANDBOX_INSTANCE = instance
+    this.names = resourceNames(instance)
+    const resolved = resolveRuntimeKind(this.flags.runtime as RuntimeChoice | undefined, process.env.OPENCODE_RUNTIME)
+    this.runtimeKind = resolved.kind
+    if (!ctor.supportedRuntimes.includes(resolved.kind)) {
+      throw new NotSupportedError(`'occ ${this.id ?? ''}' is not supported in the ${resolved.kind} runtime.`, {
+        actions: [
+          `Supported inside the sandbox: ${CONTAINER_COMMANDS.map((command) => `occ ${command}`).join(', ')}`,
+          'To force the host runtime: occ --runtime host <command>, or OPENCODE_RUNTIME=host',
+        ],
+      })
+    }
+
+    if (resolved.detected && !this.flags.quiet && !this.jsonEnabled()) {
+      this.logToStderr('Info: Detected opencode container; using container runtime. Override with --runtime host.')
+    }
+  }
+
+  /** The config, loaded once; created with defaults when missing (never a wizard). */
+  protected async occConfig(): Promise<OccConfig> {
+    if (!this.configCache) {
+      const loaded = await loadConfig(this.paths)
+      if (loaded.created && !this.flags.quiet) this.logToStderr(`Created a default config at ${loaded.path}`)
+      this.configCache = loaded.config
+    }
+
+    return this.configCache
+  }
+
+  /** The runtime this command acts through (host: Docker; container: local). */
+  protected async runtime(): Promise<Runtime> {
+    if (!this.runtimeCache) {
+      if (this.runtimeKind === 'host') {
+        const {HostRuntime} = await import('./host-runtime.js')
+        this.runtimeCache = await HostRuntime.connect({config: await this.occConfig(), names: this.names, paths: this.paths})
+      } else {
+        const {ContainerRuntime} = await import('./container-runtime.js')
+        this.runtimeCache = new ContainerRuntime(this.names)
+      }
+    }
+
+    return this.runtimeCache
+  }
+
+  /** Progress and notes go to stderr, so stdout stays data. Silent under --json and -q. */
+  protected note(message: string): void {
+    if (!this.flags.quiet) this.logToStderr(message)
+  }
+
+  protected override toErrorJson(error: unknown): {error: Record<string, unknown>} {
+    const known = toOccError(error)
+    return {error: known.toJSON()}
+  }
+
+  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    // oclif's own usage errors (bad flags) already carry their exit code and text.
+    if (error instanceof Errors.CLIError && !(error instanceof OccError) && error.oclif?.exit !== undefined) {
+      return super.catch(error)
+    }
+
+    if (error instanceof Errors.ExitError) return super.catch(error)
+    const known = toOccError(error)
+    const verbose = (this.flags as {verbose?: boolean} | undefined)?.verbose
+    let message = known.message
+    if (verbose && known.cause) message += `\nCause: ${describeCause(known.cause)}`
+    const cliError = new Errors.CLIError(message, {code: known.code, exit: known.exitCode, suggestions: known.actions})
+    Object.assign(cliError, {occ: known})
+    return super.catch(cliError)
+  }
+}
+
+/** Anything thrown becomes an OccError: known ones as they are, the rest as a bug report. */
+export function toOccError(error: unknown): OccError {
+  if (error instanceof OccError) return error
+  const occ = (error as {occ?: unknown})?.occ
+  if (occ instanceof OccError) return occ
+  if (error instanceof Errors.CLIError) {
+    return new OccError(String(error.code ?? 'USAGE'), error.message, {
+      actions: error.suggestions ?? [],
+      exit: error.oclif?.exit ?? ExitCode.usage,
+    })
+  }
+
+  const message = error instanceof Error ? error.message : String(error)
+  return new OccError('UNEXPECTED', `Unexpected error: ${message}`, {
+    actions: ['Run again with -v for details; if it persists, report it with that output.'],
+    cause: error,
+    exit: ExitCode.failure,
+  })
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) return cause.stack ?? cause.message
+  return String(cause)
+}

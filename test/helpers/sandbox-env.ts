@@ -1,0 +1,94 @@
+import {randomBytes} from 'node:crypto'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import Docker from 'dockerode'
+import {execa, type Options, type Result} from 'execa'
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const OCC_BIN = path.join(REPO_ROOT, 'bin/run.js')
+export const FIXTURE_IMAGE = 'opencode-cloud-sandbox-fixture:latest'
+
+/**
+ * An isolated world for one integration test: its own sandbox instance name, its own HOME and
+ * XDG dirs (so config and bind mounts never touch the real user's), a free host port, and a
+ * cleanup that removes every container and volume it created.
+ */
+export interface SandboxEnv {
+  instance: string
+  root: string
+  home: string
+  port: number
+  env: Record<string, string>
+  containerName: string
+  configFile: string
+  /** Runs `occ` (bin/run.js, the built CLI) in this world. Never throws on a non-zero exit. */
+  occ(args: string[], options?: Options): Promise<Result>
+  docker: Docker
+  cleanup(): Promise<void>
+}
+
+let portCounter = 0
+
+export async function createSandboxEnv(label = 't'): Promise<SandboxEnv> {
+  const instance = `${label}-${randomBytes(4).toString('hex')}`.slice(0, 32)
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), `occ-${label}-`))
+  const home = path.join(root, 'home')
+  await fs.mkdir(home, {recursive: true})
+  const port = 20_000 + ((process.pid * 7 + portCounter++ * 13) % 20_000)
+  const env: Record<string, string> = {
+    HOME: home,
+    NO_COLOR: '1',
+    OPENCODE_RUNTIME: 'host',
+    OPENCODE_SANDBOX_INSTANCE: instance,
+    XDG_CACHE_HOME: path.join(home, '.cache'),
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_DATA_HOME: path.join(home, '.local/share'),
+    XDG_STATE_HOME: path.join(home, '.local/state'),
+  }
+  const docker = new Docker()
+  const containerName = `opencode-cloud-sandbox-${instance}`
+  const sandbox: SandboxEnv = {
+    async cleanup() {
+      await removeInstance(docker, instance)
+      await fs.rm(root, {force: true, recursive: true})
+    },
+    configFile: path.join(env.XDG_CONFIG_HOME, 'opencode-cloud/config.json'),
+    containerName,
+    docker,
+    env,
+    home,
+    instance,
+    occ(args, options = {}) {
+      return execa(process.execPath, [OCC_BIN, ...args], {
+        env: {...env, ...(options.env as Record<string, string> | undefined)},
+        reject: false,
+        stdin: 'ignore',
+        timeout: 180_000,
+        ...options,
+      }) as Promise<Result>
+    },
+    port,
+    root,
+  }
+  return sandbox
+}
+
+/** Writes a config for this world that uses the fixture image and a free port. */
+export async function useFixtureImage(sandbox: SandboxEnv, extra: Record<string, string> = {}): Promise<void> {
+  const settings = {image: FIXTURE_IMAGE, opencode_web_port: String(sandbox.port), ...extra}
+  for (const [key, value] of Object.entries(settings)) {
+    const result = await sandbox.occ(['config', 'set', key, value])
+    if (result.exitCode !== 0) throw new Error(`occ config set ${key} failed: ${result.stderr}`)
+  }
+}
+
+export async function removeInstance(docker: Docker, instance: string): Promise<void> {
+  const filters = {label: [`opencode-cloud.instance=${instance}`]}
+  const containers = await docker.listContainers({all: true, filters})
+  await Promise.all(containers.map((info) => docker.getContainer(info.Id).remove({force: true, v: true}).catch(() => {})))
+  const {Volumes} = await docker.listVolumes({filters})
+  await Promise.all((Volumes ?? []).map((volume) => docker.getVolume(volume.Name).remove({force: true}).catch(() => {})))
+}
