@@ -1,0 +1,25 @@
+import {Flags} from '@oclif/core'
+
+import type {HostRuntime} from '../runtime/host-runtime.js'
+import {restartSandbox, type RestartResult} from '../runtime/lifecycle.js'
+import {RuntimeCommand} from '../runtime/runtime-command.js'
+
+export default class Restart extends RuntimeCommand<typeof Restart> {
+  static override description = 'Restart the sandbox container and wait until opencode and the broker are ready again.'
+
+  static override flags = {
+    timeout: Flags.integer({char: 't', default: 30, description: 'Seconds to wait for a graceful stop before killing.', min: 0}),
+  }
+
+  async run(): Promise<RestartResult> {
+    const host = (await this.runtime()) as HostRuntime
+    const result = await restartSandbox(host, {onProgress: (message) => this.note(message), timeoutSeconds: this.flags.timeout})
+    if (!this.flags.quiet) {
+      this.log('Service restarted')
+      this.log(`URL:        ${result.url ?? 'unknown'}`)
+      this.log(`Container:  ${result.container}`)
+    }
+
+    return result
+  }
+}

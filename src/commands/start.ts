@@ -1,0 +1,77 @@
+import {Flags} from '@oclif/core'
+
+import {FOREGROUND_EVENT, type OccHooks} from '../runtime/hooks.js'
+import type {HostRuntime} from '../runtime/host-runtime.js'
+import {runForeground, type ForegroundResult} from '../runtime/foreground.js'
+import {startSandbox, type StartResult} from '../runtime/lifecycle.js'
+import {RuntimeCommand} from '../runtime/runtime-command.js'
+import {updateOpencodeWith} from '../runtime/update-entry.js'
+
+export type StartOutput = StartResult & {foreground?: ForegroundResult}
+
+export default class Start extends RuntimeCommand<typeof Start> {
+  static override description = `Start the opencode sandbox container and wait until it is ready.
+
+Uses the configured image when it is present locally, else pulls it. Creates the volumes and the container when missing; a container that already runs is left as it is. With --no-daemon occ stays in the foreground (this is what the service runs) and the update listener handles the web UI's update requests until the container stops or occ gets SIGINT/SIGTERM.`
+
+  static override examples = ['<%= config.bin %> start', '<%= config.bin %> start --port 3100', '<%= config.bin %> start --no-daemon']
+
+  static override flags = {
+    mount: Flags.string({description: 'Extra bind mount host:container[:ro] for a new container (repeatable).', multiple: true}),
+    'no-daemon': Flags.boolean({description: 'Stay in the foreground and run the update listener (used by the service).'}),
+    'no-mounts': Flags.boolean({description: "Ignore the config's bind mounts when creating the container."}),
+    port: Flags.integer({char: 'p', description: 'Host port for opencode (default: opencode_web_port from the config).', max: 65_535, min: 1}),
+  }
+
+  async run(): Promise<StartOutput> {
+    const host = (await this.runtime()) as HostRuntime
+    const result = await startSandbox(host, {
+      mounts: this.flags.mount,
+      noMounts: this.flags['no-mounts'],
+      onProgress: (message) => this.note(message),
+      port: this.flags.port,
+    })
+    for (const warning of result.warnings) this.warn(warning)
+    this.render(result)
+    if (!this.flags['no-daemon']) return result
+
+    const config = await this.occConfig()
+    const log = (message: string): void => {
+      process.stderr.write(`${message}\n`)
+    }
+
+    log('Running in the foreground (Ctrl+C to stop).')
+    const foreground = await runForeground({
+      host,
+      log,
+      runHooks: async (signal) => {
+        const outcome = await this.config.runHook<typeof FOREGROUND_EVENT, OccHooks>(FOREGROUND_EVENT, {
+          config,
+          log,
+          paths: this.paths,
+          runtime: host,
+          signal,
+          updateOpencode: (request, progress) => updateOpencodeWith(host, config, request, progress),
+          version: this.config.version,
+        })
+        for (const failure of outcome.failures) log(`Foreground hook of ${failure.plugin.name} failed: ${failure.error.message}`)
+      },
+    })
+    if (foreground.exitCode !== 0) process.exitCode = foreground.exitCode
+    return {...result, foreground}
+  }
+
+  private render(result: StartResult): void {
+    if (this.jsonEnabled()) return
+    if (this.flags.quiet) {
+      if (result.url) this.log(result.url)
+      return
+    }
+
+    this.log(result.alreadyRunning ? 'Service is already running' : 'Service started and ready')
+    this.log(`URL:        ${result.url ?? 'unknown'}`)
+    this.log(`Container:  ${result.container} (${result.containerId.slice(0, 12)})`)
+    this.log(`Port:       ${result.port} -> 3000`)
+    this.log(`Ready in:   ${(result.readiness.elapsedMs / 1000).toFixed(1)} s`)
+  }
+}

@@ -1,0 +1,65 @@
+import type {HostRuntime} from '../runtime/host-runtime.js'
+import {RuntimeCommand} from '../runtime/runtime-command.js'
+import {collectStatus, formatDuration, type StatusView} from '../runtime/status.js'
+
+export default class Status extends RuntimeCommand<typeof Status> {
+  static override description = `Show the sandbox's state: container, opencode health, broker, versions, port and mounts.
+
+--json prints a stable object (schemas/status.schema.json). -q prints nothing and exits 0 when the container runs, 1 otherwise.`
+
+  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json', '<%= config.bin %> status -q && echo running']
+
+  static override supportedRuntimes = ['host' as const, 'container' as const]
+
+  async run(): Promise<StatusView> {
+    const runtime = await this.runtime()
+    if (this.flags.quiet && !this.jsonEnabled()) {
+      const state = await runtime.containerState()
+      this.exit(state.running ? 0 : 1)
+    }
+
+    const view = await collectStatus(runtime)
+    if (!this.jsonEnabled()) this.render(view, this.runtimeKind === 'host' ? (runtime as HostRuntime).paths.configFile : undefined)
+    return view
+  }
+
+  private render(view: StatusView, configFile: string | undefined): void {
+    const line = (label: string, value: string): void => this.log(`${label.padEnd(15)}${value}`)
+    if (!view.container.exists) {
+      this.log('No service found.')
+      this.log("Run 'occ start' to start the service.")
+      return
+    }
+
+    line('State:', view.container.state)
+    if (view.instance) line('Instance:', view.instance)
+    if (configFile) line('Config:', configFile)
+    if (!view.container.running) {
+      if (view.container.finishedAt) line('Last run:', view.container.finishedAt)
+      this.log("Run 'occ start' to start the service.")
+      return
+    }
+
+    this.log('\nOpenCode')
+    line('URL:', view.opencode.url ?? 'unknown')
+    line('Health:', view.opencode.health?.label ?? 'unknown')
+    line('Version:', view.opencode.version ?? 'unknown')
+    line('Commit:', view.opencode.commitShort ?? 'unknown')
+    if (view.container.uptimeSeconds !== null) {
+      line('Uptime:', `${formatDuration(view.container.uptimeSeconds)} (since ${view.container.startedAt})`)
+    }
+
+    line('Port:', `${view.port.host ?? '?'} -> container:${view.port.container}`)
+    this.log('\nOpenCode Broker')
+    line('Health:', view.broker.health?.label ?? 'unknown')
+    this.log('\nSandbox')
+    line('Container:', `${view.container.name} (${view.container.id?.slice(0, 12) ?? '?'})`)
+    line('Image:', view.container.image ?? 'unknown')
+    line('Image ver:', view.image.version ?? 'unknown')
+    line('CLI:', `v${this.config.version}`)
+    if (view.mounts.length > 0) {
+      this.log('\nMounts')
+      for (const mount of view.mounts) this.log(`  ${mount.source} -> ${mount.target} ${mount.readOnly ? 'ro' : 'rw'} (${mount.type})`)
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import type {HostRuntime} from './host-runtime.js'
+
+export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'signal'
+
+export interface ForegroundOptions {
+  host: HostRuntime
+  /** Runs the foreground hooks with the signal; resolves when they have all finished. */
+  runHooks: (signal: AbortSignal) => Promise<void>
+  log: (message: string) => void
+  /** For tests: where signals come from. */
+  processLike?: Pick<NodeJS.Process, 'off' | 'on'>
+}
+
+export interface ForegroundResult {
+  end: ForegroundEnd
+  exitCode: number
+  containerExitCode?: number
+}
+
+/**
+ * `occ start --no-daemon`: stay in the foreground while the container runs, with the
+ * foreground hooks (the update listener) working. SIGINT/SIGTERM and `occ stop` end it
+ * cleanly (exit 0); an unexpected container death or a lost engine ends it with exit 1, so a
+ * service manager restarts it. Hooks always get to finish (their signal aborts first).
+ */
+export async function runForeground(options: ForegroundOptions): Promise<ForegroundResult> {
+  const processLike = options.processLike ?? process
+  const controller = new AbortController()
+  let end: ForegroundEnd | undefined
+  let containerExitCode: number | undefined
+  const finish = (why: ForegroundEnd): void => {
+    if (end) return
+    end = why
+    controller.abort(new Error(why))
+  }
+
+  let signals = 0
+  const onSignal = (name: NodeJS.Signals): void => {
+    signals++
+    if (signals === 1) {
+      options.log(`Received ${name}; finishing the current work, then stopping.`)
+      finish('signal')
+    } else {
+      options.log(`Received ${name} again; exiting now.`)
+      process.exit(130)
+    }
+  }
+
+  processLike.on('SIGINT', onSignal)
+  processLike.on('SIGTERM', onSignal)
+  const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), {once: true}))
+  const watcher = options.host.waitForStop(controller.signal).then(
+    (stop) => {
+      if (controller.signal.aborted) return
+      if (!stop) {
+        options.log('Lost the connection to the Docker engine.')
+        finish('engine-lost')
+        return
+      }
+
+      containerExitCode = stop.exitCode
+      options.log(stop.expected ? 'The container was stopped.' : `The container died unexpectedly (exit ${stop.exitCode ?? '?'}).`)
+      finish(stop.expected ? 'container-stopped' : 'container-died')
+    },
+    (error: unknown) => {
+      options.log(`Watching the container failed: ${(error as Error).message}`)
+      finish('engine-lost')
+    },
+  )
+
+  try {
+    await Promise.all([options.runHooks(controller.signal), aborted])
+    await watcher
+  } finally {
+    processLike.off('SIGINT', onSignal)
+    processLike.off('SIGTERM', onSignal)
+  }
+
+  const why = end ?? 'signal'
+  return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' ? 1 : 0}
+}

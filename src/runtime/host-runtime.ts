@@ -1,0 +1,304 @@
+import {PassThrough} from 'node:stream'
+
+import type Docker from 'dockerode'
+
+import type {ResourceNames} from '../config/instance.js'
+import type {MountSpec} from '../config/mounts.js'
+import type {OccPaths} from '../config/paths.js'
+import type {OccConfig} from '../config/schema.js'
+import {createDockerClient, isNotFound, pingEngine} from '../docker/connection.js'
+import {CONTAINER_PORT, reachableAddress, urlHost} from '../docker/container-spec.js'
+import {execInContainer} from '../docker/exec.js'
+import {ContainerMissingError, ContainerNotRunningError, OccError} from '../errors.js'
+import {AsyncQueue} from './async-queue.js'
+import {probeHttpHealth} from './http-probe.js'
+import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
+import type {
+  ContainerState,
+  ExecOptions,
+  ExecResult,
+  HealthProbe,
+  HostRuntimeApi,
+  LogLine,
+  LogsSpec,
+  RestartMethod,
+} from './runtime.js'
+
+/** How long after a `die` we wait for Docker's `stop` event, which marks an API stop. */
+const STOP_EVENT_GRACE_MS = 1500
+export const RESTART_METHOD_SCRIPT =
+  'if [ -d /run/systemd/system ]; then echo systemd; elif [ -x /usr/local/bin/opencode-supervisorctl ]; then echo supervisor; else echo container; fi'
+
+export interface HostRuntimeOptions {
+  config: OccConfig
+  names: ResourceNames
+  paths: OccPaths
+  docker?: Docker
+}
+
+/** The Runtime on the host: the sandbox container through the Docker Engine API. */
+export class HostRuntime implements HostRuntimeApi {
+  readonly kind = 'host' as const
+  readonly docker: Docker
+  readonly names: ResourceNames
+  readonly config: OccConfig
+  readonly paths: OccPaths
+
+  constructor(options: HostRuntimeOptions) {
+    this.docker = options.docker ?? createDockerClient()
+    this.names = options.names
+    this.config = options.config
+    this.paths = options.paths
+  }
+
+  static async connect(options: HostRuntimeOptions): Promise<HostRuntime> {
+    const runtime = new HostRuntime(options)
+    await pingEngine(runtime.docker)
+    return runtime
+  }
+
+  container(): Docker.Container {
+    return this.docker.getContainer(this.names.container)
+  }
+
+  async inspect(): Promise<Docker.ContainerInspectInfo | undefined> {
+    try {
+      return await this.container().inspect()
+    } catch (error) {
+      if (isNotFound(error)) return undefined
+      throw error
+    }
+  }
+
+  async containerState(): Promise<ContainerState> {
+    return toContainerState(this.names.container, await this.inspect())
+  }
+
+  async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const info = await this.inspect()
+    if (!info) throw new ContainerMissingError(this.names.container)
+    if (!info.State.Running) throw new ContainerNotRunningError(this.names.container)
+    return execInContainer(this.docker, info.Id, argv, options)
+  }
+
+  async probeHealth(timeoutMs: number): Promise<HealthProbe> {
+    const state = await this.containerState()
+    if (!state.running || !state.hostPort) return {kind: 'refused'}
+    return probeHttpHealth(reachableAddress(state.hostIp ?? this.config.bind_address), state.hostPort, timeoutMs)
+  }
+
+  async opencodeUrl(): Promise<string | undefined> {
+    const state = await this.containerState()
+    if (!state.hostPort) return undefined
+    const address = reachableAddress(state.hostIp ?? this.config.bind_address)
+    const host = address === '127.0.0.1' || address === '::1' ? 'localhost' : urlHost(address)
+    return `http://${host}:${state.hostPort}`
+  }
+
+  async restartMethod(): Promise<RestartMethod> {
+    const result = await this.exec(['sh', '-c', RESTART_METHOD_SCRIPT], {timeoutMs: 10_000, user: 'root'})
+    const method = result.stdout.trim()
+    return method === 'systemd' || method === 'supervisor' ? method : 'container'
+  }
+
+  async restartOpencode(signal?: AbortSignal): Promise<RestartMethod> {
+    const method = await this.restartMethod()
+    if (method === 'container') {
+      await this.container().restart({t: 30})
+      return method
+    }
+
+    const argv =
+      method === 'systemd'
+        ? ['systemctl', 'restart', 'opencode.service']
+        : ['/usr/local/bin/opencode-supervisorctl', 'restart']
+    const result = await this.exec(argv, {signal, timeoutMs: 60_000, user: 'root'})
+    if (result.exitCode !== 0) {
+      throw new OccError('RESTART_FAILED', `Restarting opencode (${method}) failed (exit ${result.exitCode}): ${result.stderr.trim()}`)
+    }
+
+    return method
+  }
+
+  async *logs(spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine> {
+    const info = await this.inspect()
+    if (!info) throw new ContainerMissingError(this.names.container)
+    if (spec.broker && info.State.Running) {
+      const check = await execInContainer(this.docker, info.Id, ['test', '-d', '/run/systemd/system'], {user: 'root'})
+      if (check.exitCode === 0) {
+        yield* this.execLines(info.Id, journalctlArgv('opencode-broker', spec), spec, signal)
+        return
+      }
+    }
+
+    yield* this.dockerLogLines(spec, spec.broker, signal)
+  }
+
+  /** Bind mounts of the existing container: what is really mounted, not what the config says. */
+  async bindMounts(): Promise<MountSpec[]> {
+    const state = await this.containerState()
+    return state.mounts
+      .filter((mount) => mount.type === 'bind')
+      .map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
+  }
+
+  async waitForStop(signal: AbortSignal): Promise<{expected: boolean; exitCode?: number} | undefined> {
+    const stream = (await this.docker.getEvents({
+      filters: {container: [this.names.container], event: ['die', 'stop', 'destroy'], type: ['container']},
+    })) as NodeJS.ReadableStream & {destroy(): void}
+    const onAbort = (): void => stream.destroy()
+    signal.addEventListener('abort', onAbort, {once: true})
+    try {
+      // Subscribed first, then checked: a stop between the two cannot be missed.
+      const state = await this.containerState()
+      if (!state.running) return {exitCode: state.exitCode, expected: false}
+      return await new Promise((resolve) => {
+        let buffer = ''
+        let died: {exitCode?: number} | undefined
+        let graceTimer: NodeJS.Timeout | undefined
+        const finish = (value: {expected: boolean; exitCode?: number} | undefined): void => {
+          clearTimeout(graceTimer)
+          resolve(value)
+        }
+
+        stream.on('data', (chunk: Buffer) => {
+          buffer += chunk.toString('utf8')
+          let newline = buffer.indexOf('\n')
+          while (newline !== -1) {
+            const line = buffer.slice(0, newline)
+            buffer = buffer.slice(newline + 1)
+            newline = buffer.indexOf('\n')
+            let event: {Action?: string; Actor?: {Attributes?: Record<string, string>}}
+            try {
+              event = JSON.parse(line)
+            } catch {
+              continue
+            }
+
+            if (event.Action === 'stop' || event.Action === 'destroy') {
+              finish({exitCode: died?.exitCode, expected: true})
+            } else if (event.Action === 'die') {
+              const code = Number(event.Actor?.Attributes?.exitCode)
+              died = {exitCode: Number.isFinite(code) ? code : undefined}
+              // `docker stop` sends die then stop; a crash or kill sends die alone.
+              graceTimer = setTimeout(() => finish({exitCode: died?.exitCode, expected: false}), STOP_EVENT_GRACE_MS)
+            }
+          }
+        })
+        stream.on('end', () => finish(died ? {exitCode: died.exitCode, expected: false} : undefined))
+        stream.on('error', () => finish(undefined))
+        stream.on('close', () => finish(died ? {exitCode: died.exitCode, expected: false} : undefined))
+      })
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      stream.destroy()
+    }
+  }
+
+  private async *dockerLogLines(spec: LogsSpec, brokerFilter: boolean, signal?: AbortSignal): AsyncIterable<LogLine> {
+    const options = dockerLogsOptions(spec)
+    // The typings allow only numeric tails and no abortSignal; the API takes both.
+    const logs = this.container().logs as unknown as (opts: object) => Promise<Buffer | NodeJS.ReadableStream>
+    const raw = await logs.call(this.container(), {...options, abortSignal: signal})
+    const queue = new AsyncQueue<LogLine>()
+    const out = new LineSplitter('stdout', spec.timestamps)
+    const err = new LineSplitter('stderr', spec.timestamps)
+    const emit = (lines: LogLine[]): void => {
+      for (const line of lines) if (keepLine(line, spec, brokerFilter)) queue.push(line)
+    }
+
+    if (Buffer.isBuffer(raw)) {
+      // Without follow, Docker answers with the whole multiplexed body at once.
+      for (const frame of demuxBuffer(raw)) emit((frame.stream === 'stdout' ? out : err).push(frame.text))
+      emit(out.flush())
+      emit(err.flush())
+      queue.end()
+    } else {
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      stdout.on('data', (chunk: Buffer) => emit(out.push(chunk.toString('utf8'))))
+      stderr.on('data', (chunk: Buffer) => emit(err.push(chunk.toString('utf8'))))
+      this.docker.modem.demuxStream(raw, stdout, stderr)
+      const finish = (): void => {
+        emit(out.flush())
+        emit(err.flush())
+        queue.end()
+      }
+
+      raw.on('end', finish)
+      raw.on('close', finish)
+      raw.on('error', finish)
+      signal?.addEventListener('abort', () => (raw as unknown as {destroy(): void}).destroy(), {once: true})
+    }
+
+    yield* queue
+  }
+
+  private async *execLines(containerId: string, argv: string[], spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine> {
+    const queue = new AsyncQueue<LogLine>()
+    const out = new LineSplitter('stdout', false)
+    const err = new LineSplitter('stderr', false)
+    const emit = (lines: LogLine[]): void => {
+      for (const line of lines) if (keepLine(line, spec, false)) queue.push(line)
+    }
+
+    execInContainer(this.docker, containerId, argv, {
+      onOutput: (chunk, stream) => emit((stream === 'stdout' ? out : err).push(chunk)),
+      signal,
+      user: 'root',
+    }).then(
+      () => {
+        emit(out.flush())
+        emit(err.flush())
+        queue.end()
+      },
+      () => queue.end(),
+    )
+    yield* queue
+  }
+}
+
+/** Splits Docker's multiplexed (8-byte header) log body into frames. */
+export function demuxBuffer(raw: Buffer): Array<{stream: 'stderr' | 'stdout'; text: string}> {
+  const frames: Array<{stream: 'stderr' | 'stdout'; text: string}> = []
+  let offset = 0
+  while (offset + 8 <= raw.length) {
+    const type = raw[offset]
+    const size = raw.readUInt32BE(offset + 4)
+    if (type > 2 || offset + 8 + size > raw.length) {
+      // Not multiplexed (a TTY container): the whole body is plain output.
+      return [{stream: 'stdout', text: raw.toString('utf8')}]
+    }
+
+    frames.push({stream: type === 2 ? 'stderr' : 'stdout', text: raw.subarray(offset + 8, offset + 8 + size).toString('utf8')})
+    offset += 8 + size
+  }
+
+  return frames
+}
+
+export function toContainerState(name: string, info: Docker.ContainerInspectInfo | undefined): ContainerState {
+  if (!info) return {exists: false, labels: {}, mounts: [], name, running: false, status: 'missing'}
+  const binding = info.NetworkSettings?.Ports?.[CONTAINER_PORT]?.[0] ?? info.HostConfig?.PortBindings?.[CONTAINER_PORT]?.[0]
+  const port = binding?.HostPort ? Number(binding.HostPort) : undefined
+  return {
+    exists: true,
+    exitCode: info.State.ExitCode,
+    finishedAt: info.State.FinishedAt && !info.State.FinishedAt.startsWith('0001') ? info.State.FinishedAt : undefined,
+    hostIp: binding?.HostIp || undefined,
+    hostPort: port && Number.isFinite(port) ? port : undefined,
+    id: info.Id,
+    image: info.Config?.Image,
+    labels: info.Config?.Labels ?? {},
+    mounts: (info.Mounts ?? []).map((mount) => ({
+      readOnly: !mount.RW,
+      source: mount.Type === 'volume' ? (mount.Name ?? mount.Source) : mount.Source,
+      target: mount.Destination,
+      type: mount.Type,
+    })),
+    name,
+    running: info.State.Running,
+    startedAt: info.State.StartedAt && !info.State.StartedAt.startsWith('0001') ? info.State.StartedAt : undefined,
+    status: info.State.Status,
+  }
+}

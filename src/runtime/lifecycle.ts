@@ -1,0 +1,241 @@
+import fs from 'node:fs/promises'
+
+import {buildContainerSpec} from '../docker/container-spec.js'
+import {ensureImage} from '../docker/image.js'
+import {dedupeMounts, formatMountSpec, parseMountSpec, type MountSpec} from '../config/mounts.js'
+import {isNotFound} from '../docker/connection.js'
+import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
+import type {HostRuntime} from './host-runtime.js'
+import {waitUntilReady, type Readiness, type ReadinessOptions} from './readiness.js'
+
+export interface StartOptions {
+  /** Host port; defaults to the config's opencode_web_port. */
+  port?: number
+  /** Extra `--mount` specs for this start. */
+  mounts?: string[]
+  /** Ignore the config's mounts. */
+  noMounts?: boolean
+  onProgress?: (message: string) => void
+  readiness?: Omit<ReadinessOptions, 'onProgress' | 'recentLogs'>
+  env?: NodeJS.ProcessEnv
+}
+
+export interface StartResult {
+  container: string
+  containerId: string
+  /** True when the container was already running: nothing was created or started. */
+  alreadyRunning: boolean
+  created: boolean
+  image: string
+  imagePulled: boolean
+  port: number
+  url: string | null
+  readiness: Readiness
+  warnings: string[]
+}
+
+/** The bind mounts for a new container: config (unless --no-mounts) then --mount, last per target wins. */
+export async function resolveBindMounts(configMounts: string[], extra: string[], noMounts: boolean): Promise<{mounts: MountSpec[]; warnings: string[]}> {
+  const specs = [...(noMounts ? [] : configMounts), ...extra]
+  const parsed = specs.map((spec) => {
+    try {
+      return parseMountSpec(spec)
+    } catch (error) {
+      throw new ConfigError(errorMessage(error), {actions: ['Fix the mount with: occ config set mounts \'["/host:/container"]\''] })
+    }
+  })
+  const {dropped, mounts} = dedupeMounts(parsed)
+  const warnings = dropped.map((mount) => `Mount ${formatMountSpec(mount)} is overridden by a later mount on the same target.`)
+  for (const mount of mounts) {
+    if (mount.container === '/opt/opencode' || mount.container.startsWith('/opt/opencode/')) {
+      throw new ConfigError(`Mount target ${mount.container} would hide opencode itself.`, {actions: ['Choose another container path.']})
+    }
+
+    const stat = await fs.stat(mount.host).catch(() => undefined)
+    if (!stat?.isDirectory()) {
+      throw new ConfigError(`Mount path ${mount.host} ${stat ? 'is not a directory' : 'does not exist'}.`, {
+        actions: [`Create it (mkdir -p ${mount.host}) or drop the mount from the config.`],
+      })
+    }
+  }
+
+  return {mounts, warnings}
+}
+
+function bindMountsMatch(a: MountSpec[], b: MountSpec[]): boolean {
+  const key = (mount: MountSpec): string => formatMountSpec(mount)
+  const left = new Set(a.map(key))
+  return a.length === b.length && b.every((mount) => left.has(key(mount)))
+}
+
+/**
+ * Makes sure the sandbox runs and is ready: image (present, else pulled), volumes, container
+ * (created when missing), started, then opencode healthy and the broker ready. A container
+ * that already runs is left as it is; differences from the config are reported as warnings.
+ */
+export async function startSandbox(host: HostRuntime, options: StartOptions = {}): Promise<StartResult> {
+  const progress = options.onProgress ?? (() => {})
+  const {config, names} = host
+  const port = options.port ?? config.opencode_web_port
+  if (port < 1 || port > 65_535) throw new UsageError(`Port ${port} is out of range.`)
+  const warnings: string[] = []
+  const {mounts, warnings: mountWarnings} = await resolveBindMounts(config.mounts, options.mounts ?? [], options.noMounts ?? false)
+  warnings.push(...mountWarnings)
+
+  let info = await host.inspect()
+  let created = false
+  let imagePulled = false
+  const alreadyRunning = Boolean(info?.State.Running)
+  if (info && alreadyRunning) {
+    const state = await host.containerState()
+    if (state.hostPort !== port) {
+      warnings.push(`The container publishes port ${state.hostPort ?? 'none'}, not ${port}. To change it: occ stop --remove && occ start`)
+    }
+
+    if (!bindMountsMatch(await host.bindMounts(), mounts)) {
+      warnings.push('The container was created with other bind mounts than the config has now. To apply them: occ stop --remove && occ start')
+    }
+  }
+
+  if (!info) {
+    progress(`Checking the image ${config.image}`)
+    imagePulled = (await ensureImage(host.docker, config.image, progress)) === 'pulled'
+    for (const volume of Object.values(names.volumes)) {
+      await host.docker.createVolume({Driver: 'local', Labels: names.labels, Name: volume})
+    }
+
+    progress(`Creating container ${names.container}`)
+    const env = options.env ?? process.env
+    const spec = buildContainerSpec({bindMounts: mounts, cloudEnv: env.OPENCODE_CLOUD_ENV || undefined, config, image: config.image, names, port})
+    try {
+      await host.docker.createContainer(spec)
+    } catch (error) {
+      if ((error as {statusCode?: number}).statusCode === 409) {
+        // Another occ created it between our inspect and create: use theirs.
+      } else {
+        throw mapCreateError(error, port)
+      }
+    }
+
+    created = true
+    info = await host.inspect()
+  }
+
+  if (!info) throw new OccError('CONTAINER_CREATE_FAILED', `Container ${names.container} vanished right after it was created.`)
+  if (!info.State.Running) {
+    progress(`Starting container ${names.container}`)
+    try {
+      await host.container().start()
+    } catch (error) {
+      // 304: already started (a concurrent start won the race).
+      if ((error as {statusCode?: number}).statusCode !== 304) throw mapCreateError(error, port)
+    }
+  }
+
+  progress('Waiting for opencode and the broker to be ready')
+  const readiness = await waitUntilReady(host, {
+    ...options.readiness,
+    onProgress: progress,
+    recentLogs: () => recentLogLines(host, 20),
+  })
+  const state = await host.containerState()
+  return {
+    alreadyRunning,
+    container: names.container,
+    containerId: state.id ?? info.Id,
+    created,
+    image: config.image,
+    imagePulled,
+    port: state.hostPort ?? port,
+    readiness,
+    url: (await host.opencodeUrl()) ?? null,
+    warnings,
+  }
+}
+
+function mapCreateError(error: unknown, port: number): OccError {
+  const message = errorMessage(error)
+  if (/port is already allocated|address already in use/i.test(message)) {
+    return new OccError('PORT_IN_USE', `Port ${port} is already in use.`, {
+      actions: [`Stop what uses port ${port}, or pick another: occ start --port <port> (or occ config set port <port>)`],
+      cause: error,
+    })
+  }
+
+  if (isNotFound(error)) return new OccError('IMAGE_UNAVAILABLE', message, {actions: ['Check the image: occ config get image'], cause: error})
+  return new OccError('DOCKER_ERROR', `Docker refused: ${message}`, {cause: error})
+}
+
+export async function recentLogLines(host: HostRuntime, count: number): Promise<string[]> {
+  const lines: string[] = []
+  for await (const line of host.logs({broker: false, follow: false, lines: count, timestamps: false})) lines.push(line.text)
+  return lines
+}
+
+export interface StopResult {
+  container: string
+  existed: boolean
+  wasRunning: boolean
+  removed: boolean
+  durationMs: number
+}
+
+/** Graceful stop; a stopped or missing container is success. --remove also removes it (volumes kept). */
+export async function stopSandbox(host: HostRuntime, options: {timeoutSeconds: number; remove: boolean}): Promise<StopResult> {
+  const started = Date.now()
+  const info = await host.inspect()
+  const result: StopResult = {container: host.names.container, durationMs: 0, existed: Boolean(info), removed: false, wasRunning: Boolean(info?.State.Running)}
+  if (info?.State.Running) {
+    try {
+      await host.container().stop({t: options.timeoutSeconds})
+    } catch (error) {
+      const code = (error as {statusCode?: number}).statusCode
+      if (code !== 304 && code !== 404) throw error
+    }
+  }
+
+  if (info && options.remove) {
+    try {
+      await host.container().remove({force: true})
+      result.removed = true
+    } catch (error) {
+      if (!isNotFound(error)) throw error
+    }
+  }
+
+  result.durationMs = Date.now() - started
+  return result
+}
+
+export interface RestartResult {
+  container: string
+  port: number
+  url: string | null
+  readiness: Readiness
+  durationMs: number
+}
+
+/**
+ * Restart = stop, start, wait until ready, on the port the container actually publishes
+ * (not the config's, which may have changed since it was created).
+ */
+export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds: number; onProgress?: (message: string) => void}): Promise<RestartResult> {
+  const started = Date.now()
+  const info = await host.inspect()
+  if (!info) {
+    const result = await startSandbox(host, {onProgress: options.onProgress})
+    return {container: result.container, durationMs: Date.now() - started, port: result.port, readiness: result.readiness, url: result.url}
+  }
+
+  options.onProgress?.(`Restarting container ${host.names.container}`)
+  await host.container().restart({t: options.timeoutSeconds})
+  const readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
+  const state = await host.containerState()
+  return {
+    container: host.names.container,
+    durationMs: Date.now() - started,
+    port: state.hostPort ?? host.config.opencode_web_port,
+    readiness,
+    url: (await host.opencodeUrl()) ?? null,
+  }
+}

@@ -1,0 +1,244 @@
+import type {ContainerState, HealthProbe, MountInfo, Runtime, RuntimeKind} from './runtime.js'
+
+export type OpencodeHealthState = 'check_failed' | 'healthy' | 'starting' | 'unhealthy'
+export type BrokerHealthState = 'check_failed' | 'degraded' | 'healthy' | 'unhealthy'
+
+export interface OpencodeHealth {
+  state: OpencodeHealthState
+  /** Human label, as the Rust occ prints it: Healthy / Starting / Unhealthy (HTTP n) / Check failed. */
+  label: string
+  httpStatus?: number
+  /** Version reported by /global/health, when healthy. */
+  version?: string
+}
+
+export interface BrokerHealth {
+  state: BrokerHealthState
+  label: string
+}
+
+/** Facts read inside the sandbox in one exec. Everything here came from the sandbox: untrusted. */
+export interface SandboxFacts {
+  opencodeVersion?: string
+  commit?: string
+  imageVersion?: string
+  brokerProcess?: boolean
+  brokerSocket?: boolean
+  init?: 'other' | 'supervisor' | 'systemd'
+}
+
+/** One exec answers every in-sandbox question (an exec costs ~50 ms). Constant text, no input. */
+export const SANDBOX_FACTS_SCRIPT = [
+  'printf "version=%s\\n" "$(/opt/opencode/bin/opencode --version 2>/dev/null | head -n 1)"',
+  'printf "commit=%s\\n" "$(head -c 200 /opt/opencode/COMMIT 2>/dev/null | head -n 1)"',
+  'printf "image_version=%s\\n" "$(head -c 200 /etc/opencode-cloud-version 2>/dev/null | head -n 1)"',
+  'if [ -d /run/systemd/system ]; then systemctl is-active --quiet opencode-broker.service && echo broker_process=1 || echo broker_process=0;' +
+    ' else pgrep -x opencode-broker >/dev/null 2>&1 && echo broker_process=1 || echo broker_process=0; fi',
+  'test -S /run/opencode/auth.sock && echo broker_socket=1 || echo broker_socket=0',
+  'if [ -d /run/systemd/system ]; then echo init=systemd; elif [ -x /usr/local/bin/opencode-supervisorctl ]; then echo init=supervisor; else echo init=other; fi',
+].join('\n')
+
+const MAX_FACT = 120
+
+/** Strips control characters and caps length: sandbox text is shown in a terminal. */
+export function cleanText(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replaceAll(/[\u0000-\u001F\u007F-\u009F]/g, '').trim().slice(0, MAX_FACT)
+  return clean === '' ? undefined : clean
+}
+
+export function parseSandboxFacts(stdout: string): SandboxFacts {
+  const facts: SandboxFacts = {}
+  for (const line of stdout.split('\n').slice(0, 20)) {
+    const eq = line.indexOf('=')
+    if (eq <= 0) continue
+    const key = line.slice(0, eq)
+    const value = line.slice(eq + 1)
+    switch (key) {
+      case 'version': {
+        facts.opencodeVersion = cleanText(value)
+        break
+      }
+
+      case 'commit': {
+        facts.commit = extractCommit(value)
+        break
+      }
+
+      case 'image_version': {
+        facts.imageVersion = cleanText(value)
+        break
+      }
+
+      case 'broker_process': {
+        facts.brokerProcess = value === '1'
+        break
+      }
+
+      case 'broker_socket': {
+        facts.brokerSocket = value === '1'
+        break
+      }
+
+      case 'init': {
+        if (value === 'systemd' || value === 'supervisor' || value === 'other') facts.init = value
+        break
+      }
+    }
+  }
+
+  return facts
+}
+
+/** The first hex token of 7–40 chars that has a letter a–f (so "20260131" is not a commit). */
+export function extractCommit(text: string): string | undefined {
+  for (const token of text.trim().split(/\s+/)) {
+    const lower = token.toLowerCase()
+    if (/^[0-9a-f]{7,40}$/.test(lower) && /[a-f]/.test(lower)) return lower
+  }
+
+  return undefined
+}
+
+export function mapOpencodeHealth(probe: HealthProbe): OpencodeHealth {
+  switch (probe.kind) {
+    case 'refused':
+    case 'timeout': {
+      return {label: 'Starting', state: 'starting'}
+    }
+
+    case 'http': {
+      if (probe.status < 200 || probe.status >= 300) {
+        return {httpStatus: probe.status, label: `Unhealthy (HTTP ${probe.status})`, state: 'unhealthy'}
+      }
+
+      const body = probe.body as {healthy?: unknown; version?: unknown} | undefined
+      if (!body || typeof body !== 'object' || typeof body.healthy !== 'boolean') {
+        return {httpStatus: probe.status, label: 'Check failed', state: 'check_failed'}
+      }
+
+      if (!body.healthy) return {httpStatus: probe.status, label: 'Unhealthy (reported)', state: 'unhealthy'}
+      const version = typeof body.version === 'string' ? cleanText(body.version) : undefined
+      return {httpStatus: probe.status, label: 'Healthy', state: 'healthy', version}
+    }
+
+    default: {
+      return {label: 'Check failed', state: 'check_failed'}
+    }
+  }
+}
+
+export function mapBrokerHealth(process: boolean | undefined, socket: boolean | undefined): BrokerHealth {
+  if (process === undefined || socket === undefined) return {label: 'Check failed', state: 'check_failed'}
+  if (process && socket) return {label: 'Healthy', state: 'healthy'}
+  if (process || socket) return {label: 'Degraded', state: 'degraded'}
+  return {label: 'Unhealthy', state: 'unhealthy'}
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds))
+  const days = Math.floor(s / 86_400)
+  const hours = Math.floor((s % 86_400) / 3600)
+  const minutes = Math.floor((s % 3600) / 60)
+  if (days > 0) return hours > 0 ? `${days}d ${hours}h` : `${days}d`
+  if (hours > 0) return minutes > 0 ? `${hours}h ${minutes}m` : `${hours}h`
+  if (minutes > 0) return s % 60 > 0 ? `${minutes}m ${s % 60}s` : `${minutes}m`
+  return `${s}s`
+}
+
+/** `occ status --json`: a stable, documented object (schemas/status.schema.json). */
+export interface StatusView {
+  schemaVersion: 1
+  runtime: RuntimeKind
+  instance: string | null
+  container: {
+    name: string
+    exists: boolean
+    running: boolean
+    state: string
+    id: string | null
+    image: string | null
+    startedAt: string | null
+    finishedAt: string | null
+    uptimeSeconds: number | null
+  }
+  opencode: {
+    url: string | null
+    health: OpencodeHealth | null
+    version: string | null
+    commit: string | null
+    commitShort: string | null
+  }
+  broker: {health: BrokerHealth | null; process: boolean | null; socket: boolean | null}
+  image: {version: string | null}
+  port: {host: number | null; container: 3000; bindAddress: string | null}
+  mounts: MountInfo[]
+}
+
+export interface CollectOptions {
+  healthTimeoutMs?: number
+  execTimeoutMs?: number
+  now?: () => number
+}
+
+/**
+ * The shared status model: container state first (it says whether there is anything to probe),
+ * then the HTTP health probe and the one in-sandbox exec run concurrently, each with a timeout.
+ */
+export async function collectStatus(runtime: Runtime, options: CollectOptions = {}): Promise<StatusView> {
+  const state = await runtime.containerState()
+  const view = emptyView(runtime, state, options.now ?? Date.now)
+  if (!state.running) return view
+
+  const [probe, facts, url] = await Promise.all([
+    runtime.probeHealth(options.healthTimeoutMs ?? 3000),
+    runtime
+      .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: options.execTimeoutMs ?? 5000, user: 'root'})
+      .then((result) => parseSandboxFacts(result.stdout))
+      .catch(() => undefined),
+    runtime.opencodeUrl(),
+  ])
+  view.opencode.url = url ?? null
+  view.opencode.health = mapOpencodeHealth(probe)
+  if (facts) {
+    view.opencode.version = facts.opencodeVersion ?? null
+    view.opencode.commit = facts.commit ?? null
+    view.opencode.commitShort = facts.commit?.slice(0, 7) ?? null
+    view.image.version = facts.imageVersion ?? null
+    view.broker = {
+      health: mapBrokerHealth(facts.brokerProcess, facts.brokerSocket),
+      process: facts.brokerProcess ?? null,
+      socket: facts.brokerSocket ?? null,
+    }
+  } else {
+    view.broker = {health: mapBrokerHealth(undefined, undefined), process: null, socket: null}
+  }
+
+  return view
+}
+
+function emptyView(runtime: Runtime, state: ContainerState, now: () => number): StatusView {
+  const started = state.startedAt ? Date.parse(state.startedAt) : Number.NaN
+  return {
+    broker: {health: null, process: null, socket: null},
+    container: {
+      exists: state.exists,
+      finishedAt: state.finishedAt ?? null,
+      id: state.id ?? null,
+      image: state.image ?? null,
+      name: state.name,
+      running: state.running,
+      startedAt: state.startedAt ?? null,
+      state: state.status,
+      uptimeSeconds: state.running && Number.isFinite(started) ? Math.max(0, Math.floor((now() - started) / 1000)) : null,
+    },
+    image: {version: state.labels['org.opencode-cloud.version'] ?? null},
+    instance: runtime.names.instance ?? null,
+    mounts: state.mounts,
+    opencode: {commit: null, commitShort: null, health: null, url: null, version: null},
+    port: {bindAddress: state.hostIp ?? null, container: 3000, host: state.hostPort ?? null},
+    runtime: runtime.kind,
+    schemaVersion: 1,
+  }
+}
