@@ -95,7 +95,7 @@ try {
   fail(`the Docker engine is unreachable (${errText(err)}). Start dockerd (see .ci/provision.sh).`);
 }
 
-let current = '';
+let current;
 let previousId = '';
 try {
   const out = docker(['image', 'inspect', '--format', `{{.Id}} {{ index .Config.Labels "${HASH_LABEL}" }}`, opts.tag]);

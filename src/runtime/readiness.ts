@@ -27,7 +27,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   const started = Date.now()
   const interval = options.intervalMs ?? 250
   const healthDeadline = started + (options.healthTimeoutMs ?? 60_000)
-  let opencode: OpencodeHealth = {label: 'Starting', state: 'starting'}
+  let opencode: OpencodeHealth
   let lastLabel = ''
   while (true) {
     options.signal?.throwIfAborted()
@@ -51,7 +51,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   }
 
   const brokerDeadline = Date.now() + (options.brokerTimeoutMs ?? 30_000)
-  let broker = mapBrokerHealth(undefined, undefined)
+  let broker: BrokerHealth
   while (true) {
     options.signal?.throwIfAborted()
     const result = await runtime.exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'}).catch(() => undefined)
