@@ -18,3 +18,6 @@ export {CONTAINER_COMMANDS_DIR, MOUNT_STATE, findStateMount, hostCommandsDir, pa
 export type {MountSpec} from './config/mounts.js'
 export {resourceNames} from './config/instance.js'
 export type {ResourceNames} from './config/instance.js'
+export * from './protocol/index.js'
+export {JSON_SCHEMAS} from './json-schemas.js'
+export type {JsonSchemaEntry} from './json-schemas.js'

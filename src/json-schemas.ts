@@ -1,0 +1,32 @@
+import * as z from 'zod'
+
+import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './protocol/schemas.js'
+
+export interface JsonSchemaEntry {
+  /** File name in schemas/ without `.schema.json`. */
+  name: string
+  schema: z.ZodType
+  /** Describe what is read ('input', e.g. defaults optional) or what is written ('output', the default). */
+  io?: 'input' | 'output'
+}
+
+/**
+ * Every contract with a JSON Schema in schemas/. Add a line here (e.g. a command's --json result),
+ * then run `npm run schemas`; test/unit/schemas.test.ts fails when a committed file drifts.
+ */
+export const JSON_SCHEMAS: JsonSchemaEntry[] = [
+  {io: 'input', name: 'update-command', schema: updateCommandSchema},
+  {name: 'update-command-result', schema: updateResultSchema},
+  {name: 'listener-status', schema: listenerStatusSchema},
+]
+
+/** The text of each schemas/<name>.schema.json, exactly as committed. */
+export function renderJsonSchemas(entries: JsonSchemaEntry[] = JSON_SCHEMAS): Map<string, string> {
+  const files = new Map<string, string>()
+  for (const entry of entries) {
+    const schema = z.toJSONSchema(entry.schema, {io: entry.io ?? 'output'})
+    files.set(`${entry.name}.schema.json`, `${JSON.stringify(schema, null, 2)}\n`)
+  }
+
+  return files
+}

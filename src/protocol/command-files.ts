@@ -1,0 +1,31 @@
+import {randomBytes} from 'node:crypto'
+import path from 'node:path'
+
+/** The seed's names (kept for the web UI), plus the listener's own files, all in the commands dir. */
+export const REQUEST_FILE = 'update-command.json'
+export const RESULT_FILE = 'update-command.result.json'
+export const LISTENER_FILE = 'listener.json'
+
+/** Cap on anything read from the sandbox-writable directory. */
+export const MAX_REQUEST_BYTES = 64 * 1024
+
+/** `<host path of the state mount>/opencode-cloud/commands` (the seed's path, relative to the mount). */
+export const COMMANDS_SUBDIR = path.join('opencode-cloud', 'commands')
+
+/**
+ * A claimed request: `update-command.claimed.<pid>-<random>.json`. The pid says which listener
+ * holds it (so a restarted listener can tell a dead claim from a live one); the random part makes
+ * every claim name unique, so two listeners renaming the same request can never both win.
+ */
+const CLAIM_PATTERN = /^update-command\.claimed\.(\d{1,10})-([0-9a-f]{8,32})\.json$/
+
+export function claimFileName(pid: number, random = randomBytes(8).toString('hex')): string {
+  return `update-command.claimed.${pid}-${random}.json`
+}
+
+export function parseClaimFileName(name: string): {pid: number} | undefined {
+  const match = CLAIM_PATTERN.exec(name)
+  if (!match) return undefined
+  const pid = Number(match[1])
+  return Number.isSafeInteger(pid) && pid > 0 ? {pid} : undefined
+}
