@@ -75,20 +75,25 @@ export class HostRuntime implements HostRuntimeApi {
   }
 
   async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
-    const info = await this.inspect()
-    if (!info) throw new ContainerMissingError(this.names.container)
-    if (!info.State.Running) throw new ContainerNotRunningError(this.names.container)
-    return execInContainer(this.docker, info.Id, argv, options)
+    try {
+      // Docker takes the name: no inspect round trip first.
+      return await execInContainer(this.docker, this.names.container, argv, options)
+    } catch (error) {
+      const status = (error as {statusCode?: number}).statusCode
+      if (status === 404) throw new ContainerMissingError(this.names.container, {cause: error})
+      if (status === 409) throw new ContainerNotRunningError(this.names.container, {cause: error})
+      throw error
+    }
   }
 
-  async probeHealth(timeoutMs: number): Promise<HealthProbe> {
-    const state = await this.containerState()
+  async probeHealth(timeoutMs: number, known?: ContainerState): Promise<HealthProbe> {
+    const state = known ?? (await this.containerState())
     if (!state.running || !state.hostPort) return {kind: 'refused'}
     return probeHttpHealth(reachableAddress(state.hostIp ?? this.config.bind_address), state.hostPort, timeoutMs)
   }
 
-  async opencodeUrl(): Promise<string | undefined> {
-    const state = await this.containerState()
+  async opencodeUrl(known?: ContainerState): Promise<string | undefined> {
+    const state = known ?? (await this.containerState())
     if (!state.hostPort) return undefined
     const address = reachableAddress(state.hostIp ?? this.config.bind_address)
     const host = address === '127.0.0.1' || address === '::1' ? 'localhost' : urlHost(address)

@@ -84,10 +84,10 @@ export interface Runtime {
   containerState(): Promise<ContainerState>
   /** Runs argv in the sandbox. Never a shell string built from input. */
   exec(argv: string[], options?: ExecOptions): Promise<ExecResult>
-  /** GET /global/health on the published port. */
-  probeHealth(timeoutMs: number): Promise<HealthProbe>
+  /** GET /global/health on the published port (`known`: a state just read, to save a lookup). */
+  probeHealth(timeoutMs: number, known?: ContainerState): Promise<HealthProbe>
   /** The URL a person opens to reach opencode. */
-  opencodeUrl(): Promise<string | undefined>
+  opencodeUrl(known?: ContainerState): Promise<string | undefined>
   restartMethod(): Promise<RestartMethod>
   /** Restarts opencode only (not the whole container when avoidable). */
   restartOpencode(signal?: AbortSignal): Promise<RestartMethod>

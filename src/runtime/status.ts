@@ -187,17 +187,20 @@ export interface CollectOptions {
  * then the HTTP health probe and the one in-sandbox exec run concurrently, each with a timeout.
  */
 export async function collectStatus(runtime: Runtime, options: CollectOptions = {}): Promise<StatusView> {
+  // The exec starts at once, beside the inspect: when the container turns out not to run, its
+  // (failed) answer is simply not used.
+  const factsPromise = runtime
+    .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: options.execTimeoutMs ?? 5000, user: 'root'})
+    .then((result) => parseSandboxFacts(result.stdout))
+    .catch(() => undefined)
   const state = await runtime.containerState()
   const view = emptyView(runtime, state, options.now ?? Date.now)
   if (!state.running) return view
 
   const [probe, facts, url] = await Promise.all([
-    runtime.probeHealth(options.healthTimeoutMs ?? 3000),
-    runtime
-      .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: options.execTimeoutMs ?? 5000, user: 'root'})
-      .then((result) => parseSandboxFacts(result.stdout))
-      .catch(() => undefined),
-    runtime.opencodeUrl(),
+    runtime.probeHealth(options.healthTimeoutMs ?? 3000, state),
+    factsPromise,
+    runtime.opencodeUrl(state),
   ])
   view.opencode.url = url ?? null
   view.opencode.health = mapOpencodeHealth(probe)
