@@ -36,11 +36,6 @@ export default tseslint.config(
     rules: {'no-restricted-imports': 'off'},
   },
   {
-    // CommonJS shims that must require() the real module lazily.
-    files: ['src/docker/lazy/*.cts'],
-    rules: {'@typescript-eslint/no-require-imports': 'off'},
-  },
-  {
     files: ['test/**', 'bench/**'],
     rules: {'@typescript-eslint/no-non-null-assertion': 'off'},
   },
