@@ -32,8 +32,11 @@ export const updateCommandSchema = z
     branch: branchSchema.nullish().describe('Update to the tip of this branch. Not together with commit.'),
     commit: commitSchema.nullish().describe('Update to this commit (7-40 hex digits). Not together with branch.'),
   })
+  .refine((value) => value.branch == null || value.commit == null, {error: 'Specify only one of branch or commit.'})
   .meta({
     description: 'A request from the web UI to update opencode (written as a temp file, then renamed into place).',
+    // The refine above, for JSON Schema readers: not both a branch and a commit.
+    not: {properties: {branch: {type: 'string'}, commit: {type: 'string'}}, required: ['branch', 'commit']},
     title: 'update-command.json',
   })
 

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+import fc from 'fast-check'
+
+import {MAX_REQUEST_BYTES} from '../../../src/protocol/command-files.js'
+import {claimByRename, readUntrustedFile, removeEntry, writeFileNoFollow} from '../../../src/protocol/safe-fs.js'
+
+describe('protocol/safe-fs', () => {
+  let dir: string
+  let outside: string
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-safe-fs-'))
+    outside = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-outside-'))
+  })
+  afterEach(async () => {
+    await fs.rm(dir, {force: true, recursive: true})
+    await fs.rm(outside, {force: true, recursive: true})
+  })
+
+  describe('readUntrustedFile', () => {
+    it('reads a regular file and reports a missing one', async () => {
+      await fs.writeFile(path.join(dir, 'a'), '{"x":1}')
+      const read = await readUntrustedFile(path.join(dir, 'a'))
+      assert.equal(read.kind, 'ok')
+      assert.equal((read as {data: Buffer}).data.toString(), '{"x":1}')
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'nope')), {kind: 'missing'})
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'nope', 'deeper')), {kind: 'missing'})
+    })
+
+    it('never follows a symlink, even to a readable file', async () => {
+      const secret = path.join(outside, 'secret')
+      await fs.writeFile(secret, 'host secret')
+      await fs.symlink(secret, path.join(dir, 'link'))
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'link')), {fileKind: 'symlink', kind: 'not-regular'})
+    })
+
+    it('refuses a FIFO without blocking, a socket and a directory', async () => {
+      execFileSync('mkfifo', [path.join(dir, 'fifo')])
+      const started = Date.now()
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'fifo')), {fileKind: 'fifo', kind: 'not-regular'})
+      assert.ok(Date.now() - started < 1000)
+      const server = net.createServer()
+      await new Promise<void>((resolve) => server.listen(path.join(dir, 'sock'), resolve))
+      try {
+        assert.deepEqual(await readUntrustedFile(path.join(dir, 'sock')), {fileKind: 'socket', kind: 'not-regular'})
+      } finally {
+        server.close()
+      }
+
+      await fs.mkdir(path.join(dir, 'sub'))
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'sub')), {fileKind: 'directory', kind: 'not-regular'})
+    })
+
+    it('caps the size at 64 KiB', async () => {
+      await fs.writeFile(path.join(dir, 'max'), Buffer.alloc(MAX_REQUEST_BYTES, 0x20))
+      await fs.writeFile(path.join(dir, 'over'), Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x20))
+      const max = await readUntrustedFile(path.join(dir, 'max'))
+      assert.equal(max.kind, 'ok')
+      assert.equal((max as {data: Buffer}).data.length, MAX_REQUEST_BYTES)
+      assert.deepEqual(await readUntrustedFile(path.join(dir, 'over')), {kind: 'too-large', size: MAX_REQUEST_BYTES + 1})
+      // A sparse giant is refused from its size, without reading.
+      const handle = await fs.open(path.join(dir, 'sparse'), 'w')
+      await handle.truncate(10 * 1024 * 1024 * 1024)
+      await handle.close()
+      assert.equal((await readUntrustedFile(path.join(dir, 'sparse'))).kind, 'too-large')
+    })
+
+    it('returns whole content for any bytes and size up to the cap (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.uint8Array({maxLength: 3000}), async (bytes) => {
+          await fs.writeFile(path.join(dir, 'p'), bytes)
+          const read = await readUntrustedFile(path.join(dir, 'p'))
+          assert.equal(read.kind, 'ok')
+          assert.deepEqual(new Uint8Array((read as {data: Buffer}).data), bytes)
+        }),
+        {numRuns: 100},
+      )
+    })
+  })
+
+  describe('writeFileNoFollow', () => {
+    it('writes a whole readable file and leaves no temp file', async () => {
+      await writeFileNoFollow(dir, 'r.json', 'hello')
+      assert.equal(await fs.readFile(path.join(dir, 'r.json'), 'utf8'), 'hello')
+      assert.equal((await fs.stat(path.join(dir, 'r.json'))).mode & 0o777, 0o644)
+      assert.deepEqual(await fs.readdir(dir), ['r.json'])
+    })
+
+    it('replaces a symlink planted at the target instead of writing through it', async () => {
+      const victim = path.join(outside, 'victim')
+      await fs.writeFile(victim, 'precious')
+      await fs.symlink(victim, path.join(dir, 'r.json'))
+      await writeFileNoFollow(dir, 'r.json', 'result')
+      assert.equal(await fs.readFile(victim, 'utf8'), 'precious')
+      assert.ok((await fs.lstat(path.join(dir, 'r.json'))).isFile())
+      assert.equal(await fs.readFile(path.join(dir, 'r.json'), 'utf8'), 'result')
+      // A dangling link too (it could point where a new file would be created).
+      await fs.rm(path.join(dir, 'r.json'))
+      await fs.symlink(path.join(outside, 'new-file'), path.join(dir, 'r.json'))
+      await writeFileNoFollow(dir, 'r.json', 'again')
+      await assert.rejects(fs.access(path.join(outside, 'new-file')))
+    })
+
+    it('moves a directory planted at the target out of the way', async () => {
+      await fs.mkdir(path.join(dir, 'r.json', 'deep'), {recursive: true})
+      await fs.symlink(outside, path.join(dir, 'r.json', 'deep', 'escape'))
+      await fs.writeFile(path.join(outside, 'keep'), 'keep')
+      await writeFileNoFollow(dir, 'r.json', 'x')
+      assert.equal(await fs.readFile(path.join(dir, 'r.json'), 'utf8'), 'x')
+      assert.equal(await fs.readFile(path.join(outside, 'keep'), 'utf8'), 'keep')
+      assert.deepEqual(await fs.readdir(dir), ['r.json'])
+    })
+  })
+
+  describe('claimByRename and removeEntry', () => {
+    it('lets exactly one of many racing claimers win (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({max: 12, min: 2}), async (claimers) => {
+          await fs.writeFile(path.join(dir, 'req'), 'x')
+          const wins = await Promise.all(Array.from({length: claimers}, (_, i) => claimByRename(dir, 'req', `claim-${i}`)))
+          assert.equal(wins.filter(Boolean).length, 1)
+          for (const name of await fs.readdir(dir)) await fs.rm(path.join(dir, name))
+        }),
+        {numRuns: 30},
+      )
+    })
+
+    it('removes files, links and trees without following links', async () => {
+      await fs.writeFile(path.join(outside, 'keep'), 'keep')
+      await fs.symlink(outside, path.join(dir, 'link'))
+      await removeEntry(dir, 'link')
+      await removeEntry(dir, 'missing')
+      assert.equal(await fs.readFile(path.join(outside, 'keep'), 'utf8'), 'keep')
+      assert.deepEqual(await fs.readdir(dir), [])
+    })
+  })
+})
