@@ -1,6 +1,8 @@
 import * as z from 'zod'
 
+import {configSchema} from './config/schema.js'
 import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './protocol/schemas.js'
+import {statusViewSchema} from './runtime/status-schema.js'
 
 export interface JsonSchemaEntry {
   /** File name in schemas/ without `.schema.json`. */
@@ -18,6 +20,8 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {io: 'input', name: 'update-command', schema: updateCommandSchema},
   {name: 'update-command-result', schema: updateResultSchema},
   {name: 'listener-status', schema: listenerStatusSchema},
+  {name: 'status', schema: statusViewSchema},
+  {io: 'input', name: 'config', schema: configSchema},
 ]
 
 /** The text of each schemas/<name>.schema.json, exactly as committed. */

@@ -18,7 +18,12 @@ export default class Status extends RuntimeCommand<typeof Status> {
       this.exit(state.running ? 0 : 1)
     }
 
-    const view = await collectStatus(runtime)
+    const viewPromise = collectStatus(runtime)
+    // Loaded while Docker answers the probes: the host-only parts (listener, service).
+    const view =
+      this.runtimeKind === 'host'
+        ? await (await import('../runtime/host-status.js')).withHostStatus(runtime as HostRuntime, viewPromise)
+        : await viewPromise
     if (!this.jsonEnabled()) this.render(view, this.runtimeKind === 'host' ? (runtime as HostRuntime).paths.configFile : undefined)
     return view
   }
@@ -33,6 +38,13 @@ export default class Status extends RuntimeCommand<typeof Status> {
 
     line('State:', view.container.state)
     if (view.instance) line('Instance:', view.instance)
+    if (view.service && view.service.manager !== 'none') {
+      const active = view.service.active === undefined ? '' : view.service.active ? ', active' : ', not active'
+      const linger = view.service.linger === false ? ' (lingering is off: it stops when you log out)' : ''
+      line('Service:', view.service.installed ? `installed (${view.service.name}${active})${linger}` : 'not installed (occ install)')
+    }
+
+    if (view.listener) line('Listener:', view.listener.description)
     if (configFile) line('Config:', configFile)
     if (!view.container.running) {
       if (view.container.finishedAt) line('Last run:', view.container.finishedAt)

@@ -1,4 +1,7 @@
-import type {ContainerState, HealthProbe, MountInfo, Runtime, RuntimeKind} from './runtime.js'
+import type * as z from 'zod'
+
+import type {ContainerState, HealthProbe, Runtime} from './runtime.js'
+import type {statusViewSchema} from './status-schema.js'
 
 export type OpencodeHealthState = 'check_failed' | 'healthy' | 'starting' | 'unhealthy'
 export type BrokerHealthState = 'check_failed' | 'degraded' | 'healthy' | 'unhealthy'
@@ -148,33 +151,7 @@ export function formatDuration(seconds: number): string {
 }
 
 /** `occ status --json`: a stable, documented object (schemas/status.schema.json). */
-export interface StatusView {
-  schemaVersion: 1
-  runtime: RuntimeKind
-  instance: string | null
-  container: {
-    name: string
-    exists: boolean
-    running: boolean
-    state: string
-    id: string | null
-    image: string | null
-    startedAt: string | null
-    finishedAt: string | null
-    uptimeSeconds: number | null
-  }
-  opencode: {
-    url: string | null
-    health: OpencodeHealth | null
-    version: string | null
-    commit: string | null
-    commitShort: string | null
-  }
-  broker: {health: BrokerHealth | null; process: boolean | null; socket: boolean | null}
-  image: {version: string | null}
-  port: {host: number | null; container: 3000; bindAddress: string | null}
-  mounts: MountInfo[]
-}
+export type StatusView = z.infer<typeof statusViewSchema>
 
 export interface CollectOptions {
   healthTimeoutMs?: number
@@ -238,10 +215,12 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
     },
     image: {version: state.labels['org.opencode-cloud.version'] ?? null},
     instance: runtime.names.instance ?? null,
+    listener: null,
     mounts: state.mounts,
     opencode: {commit: null, commitShort: null, health: null, url: null, version: null},
     port: {bindAddress: state.hostIp ?? null, container: 3000, host: state.hostPort ?? null},
     runtime: runtime.kind,
     schemaVersion: 1,
+    service: null,
   }
 }

@@ -1,0 +1,40 @@
+import {findStateMount, hostCommandsDir, parseMountSpec} from '../config/mounts.js'
+import {listenerMountProblem} from '../protocol/commands-dir.js'
+import {describeListener, isPidAlive, readListenerStatus} from '../protocol/listener-status.js'
+import {serviceStatus} from '../service/service.js'
+import type {HostRuntime} from './host-runtime.js'
+import type {StatusView} from './status.js'
+
+/**
+ * The parts of `occ status` that only the host knows: is a listener answering the web UI
+ * (from listener.json in the state mount's commands dir), and is the service registered.
+ * Takes the shared view as a promise so the service check runs while Docker answers.
+ */
+export async function withHostStatus(host: HostRuntime, viewPromise: Promise<StatusView>): Promise<StatusView> {
+  const servicePromise = serviceStatus({instance: host.names.instance, paths: host.paths}).catch(() => null)
+  const view = await viewPromise
+  const [listener, service] = await Promise.all([listenerView(host, view), servicePromise])
+  return {...view, listener, service}
+}
+
+async function listenerView(host: HostRuntime, view: StatusView): Promise<StatusView['listener']> {
+  // The container's real mounts when it exists; otherwise what the config would create.
+  const mounts = view.container.exists
+    ? view.mounts.filter((mount) => mount.type === 'bind').map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
+    : host.config.mounts.map((spec) => parseMountSpec(spec))
+  const problem = listenerMountProblem(mounts)
+  const stateMount = findStateMount(mounts)
+  if (problem || !stateMount) {
+    return {activity: 'disabled', description: `disabled: ${problem}`, heartbeatAt: null, pid: null, state: 'disabled'}
+  }
+
+  const found = await readListenerStatus(hostCommandsDir(stateMount), {isAlive: isPidAlive})
+  const status = 'status' in found ? found.status : undefined
+  return {
+    activity: status?.state ?? null,
+    description: describeListener(found),
+    heartbeatAt: status?.heartbeat_at ?? null,
+    pid: status?.pid ?? null,
+    state: found.state,
+  }
+}

@@ -1,0 +1,67 @@
+import * as z from 'zod'
+
+/**
+ * `occ status --json`, the contract scripts and monitors read. Additive changes only; a
+ * breaking change bumps schemaVersion. Generated into schemas/status.schema.json.
+ */
+const nullableString = z.string().nullable()
+
+export const opencodeHealthSchema = z.object({
+  state: z.enum(['healthy', 'starting', 'unhealthy', 'check_failed']),
+  label: z.string().describe('Healthy / Starting / Unhealthy (HTTP n) / Check failed'),
+  httpStatus: z.number().int().optional(),
+  version: z.string().optional(),
+})
+
+export const brokerHealthSchema = z.object({
+  state: z.enum(['healthy', 'degraded', 'unhealthy', 'check_failed']),
+  label: z.string().describe('Healthy / Degraded / Unhealthy / Check failed'),
+})
+
+export const listenerViewSchema = z.object({
+  state: z.enum(['absent', 'active', 'stale', 'disabled']),
+  description: z.string(),
+  pid: z.number().int().nullable(),
+  activity: z.enum(['idle', 'updating', 'disabled']).nullable(),
+  heartbeatAt: nullableString,
+})
+
+export const serviceViewSchema = z.object({
+  manager: z.string().describe("systemd, launchd or 'none'"),
+  name: z.string().optional(),
+  unitPath: z.string().optional(),
+  installed: z.boolean(),
+  active: z.boolean().optional(),
+  state: z.string().optional(),
+  linger: z.boolean().optional(),
+})
+
+export const statusViewSchema = z.object({
+  schemaVersion: z.literal(1),
+  runtime: z.enum(['host', 'container']),
+  instance: nullableString,
+  container: z.object({
+    name: z.string(),
+    exists: z.boolean(),
+    running: z.boolean(),
+    state: z.string().describe("Docker's State.Status, or 'missing'"),
+    id: nullableString,
+    image: nullableString,
+    startedAt: nullableString,
+    finishedAt: nullableString,
+    uptimeSeconds: z.number().int().nullable(),
+  }),
+  opencode: z.object({
+    url: nullableString,
+    health: opencodeHealthSchema.nullable(),
+    version: nullableString,
+    commit: nullableString.describe('full commit from /opt/opencode/COMMIT'),
+    commitShort: nullableString,
+  }),
+  broker: z.object({health: brokerHealthSchema.nullable(), process: z.boolean().nullable(), socket: z.boolean().nullable()}),
+  image: z.object({version: nullableString}),
+  port: z.object({host: z.number().int().nullable(), container: z.literal(3000), bindAddress: nullableString}),
+  mounts: z.array(z.object({type: z.string(), source: z.string(), target: z.string(), readOnly: z.boolean()})),
+  listener: listenerViewSchema.nullable().describe('the update listener (host runtime only)'),
+  service: serviceViewSchema.nullable().describe('the service registration (host runtime only)'),
+})
