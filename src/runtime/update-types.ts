@@ -11,6 +11,8 @@ export interface StepTiming {
   step: UpdateStep
   durationMs: number
   status: 'done' | 'failed' | 'skipped'
+  /** For people: what the step found or did ("dev → 1a2b3c4", "HTTP 503", …). */
+  detail?: string
 }
 
 /** What `update opencode` did: --json prints it; the listener's result carries it. */
@@ -26,6 +28,14 @@ export interface UpdateOutcome {
   steps: StepTiming[]
   startedAt: string
   finishedAt: string
+  /** `opencode --version` before and after (after = what is installed now), when known. */
+  fromVersion?: string
+  toVersion?: string
+  /** How opencode was restarted, when it was. */
+  restartMethod?: 'container' | 'supervisor' | 'systemd'
+  durationMs?: number
+  /** On errors: the stable code, exit code and next steps (the same as the CLI's JSON error). */
+  error?: {code: string; exitCode: number; actions: string[]}
 }
 
 export interface UpdateProgress {
@@ -33,4 +43,6 @@ export interface UpdateProgress {
   onStep?: (step: UpdateStep) => void
   /** A line of build or fetch output. */
   onOutput?: (line: string) => void
+  /** Called when a step ends (done, failed, or skipped because an earlier one decided). */
+  onStepDone?: (timing: StepTiming) => void
 }

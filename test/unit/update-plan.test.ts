@@ -1,0 +1,354 @@
+import assert from 'node:assert/strict'
+
+import fc from 'fast-check'
+
+import {UPDATE_STEPS, type StepTiming, type UpdateStep} from '../../src/runtime/update-types.js'
+import {runUpdatePlan, type UpdatePlanOptions} from '../../src/runtime/update/plan.js'
+import {FakeSandbox, SHA} from './update-fake-runtime.js'
+
+const FAST: UpdatePlanOptions = {healthIntervalMs: 1, healthTimeoutMs: 200, healthyAnswers: 2}
+const config = {opencode_repo: 'https://example.invalid/opencode.git'}
+
+function statuses(steps: StepTiming[]): Record<string, string> {
+  return Object.fromEntries(steps.map((step) => [step.step, step.status]))
+}
+
+describe('update plan (fake runtime)', () => {
+  it('defaults to dev, builds, switches, writes COMMIT after the switch, restarts and prunes', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.equal(outcome.changed, true)
+    assert.deepEqual(outcome.ref, {branch: 'dev', commit: SHA.dev})
+    assert.equal(outcome.fromCommit, SHA.old)
+    assert.equal(outcome.toCommit, SHA.dev)
+    assert.equal(outcome.fromVersion, '1.0.0')
+    assert.equal(outcome.toVersion, '1.1.0')
+    assert.equal(outcome.restartMethod, 'supervisor')
+    assert.equal(outcome.rolledBack, false)
+    assert.match(outcome.message, /from 1111111 to 2222222 \(version 1\.0\.0 → 1\.1\.0\)/)
+
+    assert.equal(sandbox.commitFile, SHA.dev)
+    assert.equal(sandbox.current, SHA.dev)
+    assert.equal(sandbox.running?.version, '1.1.0')
+    // The image's plain layout became a release to roll back to, and is kept as "previous".
+    assert.deepEqual([...sandbox.releases.keys()].sort(), [SHA.old, SHA.dev].sort())
+    const order = sandbox.events
+    assert.ok(order.indexOf(`build:${SHA.dev}`) < order.indexOf(`migrate:${SHA.old}`), 'migration only after a good build')
+    assert.ok(order.indexOf(`switch:${SHA.dev}`) < order.indexOf(`commit:${SHA.dev}`), 'COMMIT after the switch')
+    assert.ok(order.indexOf(`commit:${SHA.dev}`) < order.indexOf('restart:1.1.0'), 'restart after the switch')
+    assert.equal(order.at(-1), 'unlock')
+    assert.equal(sandbox.lock, undefined)
+
+    assert.deepEqual(
+      outcome.steps.map((step) => step.step),
+      [...UPDATE_STEPS],
+    )
+    assert.deepEqual(statuses(outcome.steps), {
+      activate: 'done',
+      build: 'done',
+      compare: 'done',
+      fetch: 'done',
+      preflight: 'done',
+      prune: 'done',
+      resolve: 'done',
+      restart: 'done',
+      rollback: 'skipped',
+    })
+    assert.ok(outcome.durationMs !== undefined && outcome.durationMs >= 0)
+    assert.ok(Date.parse(outcome.finishedAt) >= Date.parse(outcome.startedAt))
+  })
+
+  it('says "already at" and stops or restarts nothing when the target is installed', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.branches.dev = SHA.old
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+
+    assert.equal(outcome.status, 'success')
+    assert.equal(outcome.changed, false)
+    assert.match(outcome.message, /already at 1111111/)
+    assert.equal(sandbox.restarts, 0)
+    assert.ok(!sandbox.events.some((event) => /^(build|switch|commit|fetch)/.test(event)), sandbox.events.join(','))
+    assert.deepEqual(statuses(outcome.steps), {
+      activate: 'skipped',
+      build: 'skipped',
+      compare: 'done',
+      fetch: 'skipped',
+      preflight: 'done',
+      prune: 'skipped',
+      resolve: 'done',
+      restart: 'skipped',
+      rollback: 'skipped',
+    })
+    assert.equal(sandbox.lock, undefined)
+  })
+
+  it('takes exactly refs/heads/<branch>, not a tag or another branch ending the same way', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.extraRefs = [`${SHA.bad}\trefs/tags/dev`, `${SHA.fail}\trefs/heads/feature/dev`]
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.equal(outcome.toCommit, SHA.dev)
+  })
+
+  it('fails on an unknown branch without touching anything', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'no-such-branch'}, {}, FAST)
+    assert.equal(outcome.status, 'error')
+    assert.equal(outcome.error?.code, 'UNKNOWN_BRANCH')
+    assert.match(outcome.message, /Branch 'no-such-branch' does not exist/)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.restarts, 0)
+    assert.equal(statuses(outcome.steps).resolve, 'failed')
+    assert.equal(sandbox.lock, undefined)
+  })
+
+  it('resolves a short commit to its full SHA', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {commit: '3333333'}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.deepEqual(outcome.ref, {commit: SHA.main})
+    assert.equal(sandbox.commitFile, SHA.main)
+    assert.ok(sandbox.events.includes('fetch-all'))
+  })
+
+  it('accepts upper-case hex and a full SHA without fetching history to resolve it', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {commit: SHA.main.toUpperCase()}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.equal(sandbox.commitFile, SHA.main)
+    assert.ok(!sandbox.events.includes('fetch-all'))
+    assert.ok(sandbox.events.includes(`fetch:${SHA.main}`))
+  })
+
+  it('reports an ambiguous or unknown short commit', async () => {
+    const ambiguous = await runUpdatePlan(new FakeSandbox(), config, {commit: 'abcdef1'}, {}, FAST)
+    assert.equal(ambiguous.error?.code, 'AMBIGUOUS_COMMIT')
+    const unknown = await runUpdatePlan(new FakeSandbox(), config, {commit: 'fedcba9'}, {}, FAST)
+    assert.equal(unknown.error?.code, 'UNKNOWN_COMMIT')
+    assert.match(unknown.message, /not on any branch or tag/)
+  })
+
+  it('knows a short commit of the installed version without fetching anything', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {commit: '1111111'}, {}, FAST)
+    assert.equal(outcome.changed, false)
+    assert.match(outcome.message, /already at 1111111/)
+    assert.ok(!sandbox.execs.some((argv) => argv[0] === 'git'))
+  })
+
+  it('falls back to fetching the branch when the server refuses a fetch by SHA', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.rejectFetchBySha = true
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'main'}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.ok(sandbox.events.includes('fetch-ref:refs/heads/main'))
+  })
+
+  it('a failed build changes nothing: old version serving, COMMIT unchanged, no restart', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.branches.dev = SHA.fail
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.status, 'error')
+    assert.equal(outcome.error?.code, 'BUILD_FAILED')
+    assert.equal(outcome.error?.exitCode, 8)
+    assert.match(outcome.message, /BUILD_FAIL is present.*Nothing was changed; opencode still runs 1111111/)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.current, undefined)
+    assert.equal(sandbox.plain?.version, '1.0.0')
+    assert.equal(sandbox.restarts, 0)
+    assert.equal(outcome.changed, false)
+    assert.equal(statuses(outcome.steps).build, 'failed')
+    assert.equal(statuses(outcome.steps).activate, 'skipped')
+    assert.equal(sandbox.lock, undefined)
+  })
+
+  it('rolls back an unhealthy version and says so', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.branches.dev = SHA.bad
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.status, 'error')
+    assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
+    assert.equal(outcome.rolledBack, true)
+    assert.equal(outcome.changed, false)
+    assert.match(outcome.message, /Update to 4444444 failed: the new version did not answer healthy within 0\.2 s \(last answer: HTTP 503 from version 1\.3\.0\)\. Rolled back to 1111111, which is serving again\./)
+    assert.equal(sandbox.current, SHA.old)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.running?.version, '1.0.0')
+    assert.ok(!sandbox.releases.has(SHA.bad), 'the failed release is removed')
+    assert.equal(sandbox.restarts, 2)
+    assert.equal(outcome.toVersion, '1.0.0')
+    const s = statuses(outcome.steps)
+    assert.equal(s.restart, 'failed')
+    assert.equal(s.rollback, 'done')
+    assert.equal(s.prune, 'skipped')
+    assert.equal(sandbox.lock, undefined)
+  })
+
+  it('says so when the rolled-back version is not healthy either', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.branches.dev = SHA.bad
+    sandbox.healthOverride = {kind: 'refused'}
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'ROLLBACK_UNHEALTHY')
+    assert.match(outcome.message, /Rolled back to 1111111, but it is not healthy either/)
+    assert.equal(sandbox.commitFile, SHA.old)
+  })
+
+  it('waits for the new version: a healthy answer from the old one does not count', async () => {
+    const sandbox = new FakeSandbox()
+    // The restart "happens" but the old process keeps answering.
+    sandbox.restartOpencode = async () => {
+      sandbox.restarts++
+      return 'supervisor'
+    }
+
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
+    assert.match(outcome.message, /version 1\.0\.0 answers \(expected 1\.1\.0\)/)
+  })
+
+  it('keeps the current and the previous release and prunes the rest', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.plain = undefined
+    sandbox.current = SHA.a
+    sandbox.commitFile = SHA.a
+    sandbox.releases = new Map([
+      [SHA.b, {version: '0.8'}],
+      [SHA.c, {version: '0.9'}],
+      [SHA.a, {version: '1.0.0'}],
+    ])
+    sandbox.running = sandbox.releases.get(SHA.a)
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'main'}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.deepEqual([...sandbox.releases.keys()].sort(), [SHA.a, SHA.main].sort())
+    assert.match(outcome.steps.find((step) => step.step === 'prune')?.detail ?? '', /removed/)
+  })
+
+  it('trusts the current link over COMMIT (a crash between the switch and the COMMIT write)', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.plain = undefined
+    sandbox.current = SHA.dev
+    sandbox.commitFile = SHA.old
+    sandbox.releases = new Map([
+      [SHA.old, {version: '1.0.0'}],
+      [SHA.dev, {version: '1.1.0'}],
+    ])
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+    assert.equal(outcome.changed, false)
+    assert.match(outcome.message, /already at 2222222/)
+  })
+
+  it('refuses while another update holds the lock, changing nothing', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.lock = {owner: 'occ pid 42 on host', token: 'other'}
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'UPDATE_BUSY')
+    assert.equal(outcome.error?.exitCode, 9)
+    assert.match(outcome.message, /Another opencode update is running \(occ pid 42 on host\)/)
+    assert.equal(sandbox.lock?.token, 'other', 'the other lock is left alone')
+    assert.ok(!sandbox.execs.some((argv) => argv[0] === 'git'))
+  })
+
+  it('maps a missing or stopped container to the usual errors', async () => {
+    const missing = new FakeSandbox()
+    missing.container = {exists: false, running: false}
+    assert.equal((await runUpdatePlan(missing, config, {}, {}, FAST)).error?.code, 'CONTAINER_MISSING')
+    const stopped = new FakeSandbox()
+    stopped.container = {exists: true, running: false}
+    const outcome = await runUpdatePlan(stopped, config, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'CONTAINER_NOT_RUNNING')
+    assert.deepEqual(outcome.error?.actions, ['Start it with: occ start'])
+  })
+
+  it('refuses an image without a build recipe before fetching', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.recipe = 'none'
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'UPDATE_NOT_SUPPORTED')
+    assert.ok(!sandbox.execs.some((argv) => argv[0] === 'git'))
+  })
+
+  it('cancels a running build: kills it, changes nothing', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.builds[SHA.dev].buildMs = 5000
+    const controller = new AbortController()
+    const outcome = await runUpdatePlan(
+      sandbox,
+      config,
+      {},
+      {
+        onStep(step) {
+          if (step === 'build') setTimeout(() => controller.abort(), 20)
+        },
+        signal: controller.signal,
+      },
+      FAST,
+    )
+    assert.equal(outcome.error?.code, 'UPDATE_CANCELLED')
+    assert.ok(sandbox.events.includes('kill-build'))
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.restarts, 0)
+    assert.equal(sandbox.lock, undefined)
+  })
+
+  it('gives up on a build that runs past its time limit', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.builds[SHA.dev].buildMs = 5000
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, {...FAST, buildTimeoutMs: 30})
+    assert.equal(outcome.error?.code, 'BUILD_FAILED')
+    assert.match(outcome.message, /did not finish within/)
+    assert.equal(sandbox.commitFile, SHA.old)
+  })
+
+  it('reports each step once, in order, and streams output lines', async () => {
+    const sandbox = new FakeSandbox()
+    const started: UpdateStep[] = []
+    const done: UpdateStep[] = []
+    const lines: string[] = []
+    await runUpdatePlan(
+      sandbox,
+      config,
+      {},
+      {onOutput: (line) => lines.push(line), onStep: (step) => started.push(step), onStepDone: (timing) => done.push(timing.step)},
+      FAST,
+    )
+    assert.deepEqual(started, ['preflight', 'resolve', 'compare', 'fetch', 'build', 'activate', 'restart', 'prune'])
+    assert.deepEqual([...done].sort(), [...UPDATE_STEPS].sort())
+    assert.ok(lines.includes('building 1.1.0'))
+    assert.ok(lines.includes('git: working'))
+  })
+
+  it('rejects both a branch and a commit before anything runs in the sandbox', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev', commit: SHA.dev}, {}, FAST)
+    assert.equal(outcome.error?.code, 'USAGE')
+    assert.equal(outcome.error?.exitCode, 2)
+    assert.deepEqual(sandbox.execs, [])
+  })
+
+  it('rejects hostile refs before anything runs in the sandbox', async () => {
+    const hostile = fc.oneof(
+      fc.constantFrom('$(id)', '`id`', 'a;b', 'a b', 'a\nb', '-x', '--upload-pack=sh', '../x', 'a..b', 'x"y', "x'y", 'a|b', 'a&b', 'a>b', ''),
+      fc.string({maxLength: 30}).filter((value) => /[^A-Za-z0-9._/-]/.test(value) || value.startsWith('-') || value.includes('..')),
+    )
+    await fc.assert(
+      fc.asyncProperty(hostile, fc.boolean(), async (value, asCommit) => {
+        const sandbox = new FakeSandbox()
+        const outcome = await runUpdatePlan(sandbox, config, asCommit ? {commit: value} : {branch: value}, {}, FAST)
+        assert.equal(outcome.status, 'error')
+        assert.equal(outcome.error?.code, 'USAGE')
+        assert.deepEqual(sandbox.execs, [])
+      }),
+      {numRuns: 150},
+    )
+  })
+
+  it('rejects an opencode_repo that could be read as an option', async () => {
+    const sandbox = new FakeSandbox()
+    const outcome = await runUpdatePlan(sandbox, {opencode_repo: '--upload-pack=touch /tmp/x'}, {}, {}, FAST)
+    assert.equal(outcome.error?.code, 'CONFIG_INVALID')
+    assert.deepEqual(sandbox.execs, [])
+  })
+})
