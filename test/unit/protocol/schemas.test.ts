@@ -68,7 +68,7 @@ describe('protocol/schemas: checkUpdateCommand', () => {
     const check = checkUpdateCommand({command: `x\u001B[31m${'y'.repeat(500)}`})
     assert.equal(check.ok, false)
     if (check.ok) return
-    assert.doesNotMatch(check.message, /\u001B/)
+    assert.ok(!check.message.includes('\u001B'))
     assert.ok(check.message.length < 200)
   })
 
