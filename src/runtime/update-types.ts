@@ -22,6 +22,7 @@ export interface UpdateOutcome {
   message: string
   /** The target as resolved (a full SHA) and where it came from. */
   ref: {branch?: string; commit?: string}
+  /** The commit installed before, and the one installed after (the target, or the old one when nothing changed or it rolled back). */
   fromCommit?: string
   toCommit?: string
   rolledBack: boolean

@@ -144,6 +144,9 @@ class UpdateRun {
       await this.cleanup()
     }
 
+    // toCommit is what is installed now: the target after a good update, else what was there.
+    this.outcome.toCommit = this.outcome.changed || this.outcome.status === 'success' ? this.targetCommit : this.outcome.fromCommit
+
     this.outcome.finishedAt = new Date(this.now()).toISOString()
     this.outcome.durationMs = this.now() - started
     this.outcome.steps = UPDATE_STEPS.map((step) => this.timings.get(step) ?? {durationMs: 0, status: 'skipped', step})
@@ -266,7 +269,6 @@ class UpdateRun {
 
   private async compare(): Promise<boolean | string> {
     const installed = this.state?.activeCommit
-    this.outcome.toCommit = this.targetCommit
     if (installed && installed === this.targetCommit) {
       this.outcome.toVersion = this.state?.version
       this.outcome.message = `opencode is already at ${shortSha(installed)}${this.state?.version ? ` (version ${this.state.version})` : ''}; nothing to do.`
