@@ -112,6 +112,9 @@ export interface InstallResult {
   content?: string
   active?: boolean
   state?: string
+  enabled?: boolean
+  /** Whether the manager answered the state queries. */
+  reachable?: boolean
   linger?: boolean
   /** Things the user should fix, each with the command that fixes it. */
   warnings: string[]

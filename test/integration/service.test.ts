@@ -21,6 +21,7 @@ import {execa, type Result, type ResultPromise} from 'execa'
 import {resourceNames, VOLUME_KEYS} from '../../src/config/instance.js'
 import {resolvePaths} from '../../src/config/paths.js'
 import {detectServiceHost, systemdUserManagerReachable} from '../../src/service/host.js'
+import {installResultSchema, uninstallResultSchema} from '../../src/service/result-schema.js'
 import {installService, serviceStatus, uninstallService} from '../../src/service/service.js'
 import {buildServiceSpec, systemdUnitName, type ServiceSpec} from '../../src/service/spec.js'
 import {renderSystemdUnit} from '../../src/service/systemd-unit.js'
@@ -138,7 +139,7 @@ describe('service (integration)', function () {
     for (const sandbox of worlds.splice(0)) await sandbox.cleanup()
   })
 
-  it("runs the unit's exact ExecStartPre + ExecStart: the listener comes up, docker kill → non-zero exit, occ stop → exit 0", async () => {
+  it("runs the unit's exact ExecStartPre + ExecStart: the listener comes up, docker kill → non-zero exit, SIGTERM and occ stop → exit 0", async () => {
     const sandbox = await fixtureWorld('svc')
     worlds.push(sandbox)
     const unitText = renderSystemdUnit(specFor(sandbox))
@@ -170,7 +171,16 @@ describe('service (integration)', function () {
     await waitFor('listener.json after the restart', listenerUp, 180_000, service)
     assert.equal((await container.inspect()).State.Running, true)
 
-    // occ stop → exit 0, so systemd leaves it stopped instead of fighting the user.
+    // systemctl stop (KillSignal=SIGTERM, KillMode=mixed: to occ only) → a graceful exit 0, not a failure.
+    service.kill('SIGTERM')
+    const terminated = await settle(service, 'after SIGTERM', 60_000)
+    assert.equal(terminated.exitCode, 0, describeRun(terminated))
+    assert.match(String(terminated.stderr), /Received SIGTERM/)
+
+    // Started again; occ stop → exit 0, so systemd leaves it stopped instead of fighting the user.
+    await fs.rm(listenerFile, {force: true})
+    service = runAsSystemdWould(start, env)
+    await waitFor('listener.json after the second start', listenerUp, 180_000, service)
     const stop = await sandbox.occ(['stop'])
     assert.equal(stop.exitCode, 0, describeRun(stop))
     const stopped = await settle(service, 'after occ stop', 60_000)
@@ -249,7 +259,7 @@ describe('service (integration)', function () {
       const before = await fs.stat(unitFile)
       const again = await sandbox.occ(['install', '--json'], {env})
       assert.equal(again.exitCode, 0, describeRun(again))
-      const againJson = JSON.parse(String(again.stdout)) as Record<string, unknown>
+      const againJson = installResultSchema.parse(JSON.parse(String(again.stdout)))
       assert.equal(againJson.action, 'unchanged')
       assert.equal(againJson.upToDate, true)
       assert.equal((await fs.stat(unitFile)).mtimeMs, before.mtimeMs)
@@ -264,7 +274,7 @@ describe('service (integration)', function () {
       // --force: rewrites and restarts.
       const forced = await sandbox.occ(['install', '--force', '--json'], {env})
       assert.equal(forced.exitCode, 0, describeRun(forced))
-      assert.equal((JSON.parse(String(forced.stdout)) as {action: string}).action, 'reinstalled')
+      assert.equal(installResultSchema.parse(JSON.parse(String(forced.stdout))).action, 'reinstalled')
       assert.deepEqual(mutating(await calls()), [
         'systemctl --user daemon-reload',
         `systemctl --user enable ${unitName}`,
@@ -280,7 +290,7 @@ describe('service (integration)', function () {
 
       const removed = await sandbox.occ(['uninstall', '--json'], {env})
       assert.equal(removed.exitCode, 0, describeRun(removed))
-      assert.equal((JSON.parse(String(removed.stdout)) as {action: string}).action, 'removed')
+      assert.equal(uninstallResultSchema.parse(JSON.parse(String(removed.stdout))).action, 'removed')
       assert.ok(!existsSync(unitFile))
       assert.deepEqual(mutating(await calls()), [
         `systemctl --user disable --now ${unitName}`,
@@ -317,9 +327,9 @@ describe('service (integration)', function () {
 
       const result = await sandbox.occ(['uninstall', '--volumes', '--force', '--json'], {env})
       assert.equal(result.exitCode, 0, describeRun(result))
-      const output = JSON.parse(String(result.stdout)) as {action: string; data: {container: string; volumesRemoved: string[]}}
+      const output = uninstallResultSchema.parse(JSON.parse(String(result.stdout)))
       assert.equal(output.action, 'removed')
-      assert.equal(output.data.container, 'removed')
+      assert.equal(output.data?.container, 'removed')
       assert.deepEqual(output.data.volumesRemoved.sort(), Object.values(names.volumes).sort())
       assert.equal(VOLUME_KEYS.length, output.data.volumesRemoved.length)
       await assert.rejects(container.inspect(), {statusCode: 404})
@@ -329,8 +339,8 @@ describe('service (integration)', function () {
       // Nothing left: a second run says so and still succeeds.
       const again = await sandbox.occ(['uninstall', '--volumes', '--force', '--json'], {env})
       assert.equal(again.exitCode, 0, describeRun(again))
-      const second = JSON.parse(String(again.stdout)) as {action: string; data: {container: string; volumesRemoved: string[]}}
-      assert.deepEqual([second.action, second.data.container, second.data.volumesRemoved], ['not-installed', 'absent', []])
+      const second = uninstallResultSchema.parse(JSON.parse(String(again.stdout)))
+      assert.deepEqual([second.action, second.data?.container, second.data?.volumesRemoved], ['not-installed', 'absent', []])
     })
   })
 
