@@ -3,6 +3,7 @@ import * as z from 'zod'
 import {configSchema} from './config/schema.js'
 import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './protocol/schemas.js'
 import {statusViewSchema} from './runtime/status-schema.js'
+import {installResultSchema, uninstallResultSchema} from './service/result-schema.js'
 
 export interface JsonSchemaEntry {
   /** File name in schemas/ without `.schema.json`. */
@@ -22,6 +23,8 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {name: 'listener-status', schema: listenerStatusSchema},
   {name: 'status', schema: statusViewSchema},
   {io: 'input', name: 'config', schema: configSchema},
+  {name: 'install-result', schema: installResultSchema},
+  {name: 'uninstall-result', schema: uninstallResultSchema},
 ]
 
 /** The text of each schemas/<name>.schema.json, exactly as committed. */

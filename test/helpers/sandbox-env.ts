@@ -63,11 +63,12 @@ export async function createSandboxEnv(label = 't'): Promise<SandboxEnv> {
     instance,
     occ(args, options = {}) {
       return execa(process.execPath, [OCC_BIN, ...args], {
-        env: {...env, ...(options.env as Record<string, string> | undefined)},
         reject: false,
         stdin: 'ignore',
         timeout: 180_000,
         ...options,
+        // Extra variables add to this world's; they never drop its HOME and XDG dirs.
+        env: {...env, ...(options.env as Record<string, string> | undefined)},
       }) as Promise<Result>
     },
     port,
