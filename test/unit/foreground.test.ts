@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict'
+import {EventEmitter} from 'node:events'
+import {setTimeout as delay} from 'node:timers/promises'
+
+import {runForeground, type ForegroundOptions} from '../../src/runtime/foreground.js'
+import type {HostRuntime} from '../../src/runtime/host-runtime.js'
+
+type Stop = {expected: boolean; exitCode?: number} | undefined
+
+/**
+ * A host whose waitForStop the test controls. Like the real one, it also resolves (undefined)
+ * when its signal aborts: the event stream is destroyed then.
+ */
+function fakeHost() {
+  let settle!: {resolve: (stop: Stop) => void; reject: (error: Error) => void}
+  let watchSignal: AbortSignal | undefined
+  const host = {
+    waitForStop(signal: AbortSignal): Promise<Stop> {
+      watchSignal = signal
+      return new Promise<Stop>((resolve, reject) => {
+        settle = {reject, resolve}
+        signal.addEventListener('abort', () => resolve(undefined), {once: true})
+      })
+    },
+  }
+  return {
+    host: host as unknown as HostRuntime,
+    get settle() {
+      return settle
+    },
+    get watchSignal() {
+      return watchSignal
+    },
+  }
+}
+
+/** Hooks that run until their signal aborts, then take `finishMs` to wind down. */
+function slowHooks(finishMs: number) {
+  const state = {abortedWith: undefined as unknown, finished: false, signal: undefined as AbortSignal | undefined, started: false}
+  const runHooks = async (signal: AbortSignal): Promise<void> => {
+    state.started = true
+    state.signal = signal
+    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), {once: true}))
+    state.abortedWith = signal.reason
+    await delay(finishMs)
+    state.finished = true
+  }
+
+  return {runHooks, state}
+}
+
+function setup(finishMs = 30) {
+  const emitter = new EventEmitter()
+  const logs: string[] = []
+  const fake = fakeHost()
+  const hooks = slowHooks(finishMs)
+  const options: ForegroundOptions = {
+    host: fake.host,
+    log: (message) => logs.push(message),
+    processLike: emitter as unknown as ForegroundOptions['processLike'],
+    runHooks: hooks.runHooks,
+  }
+  return {emitter, fake, hooks, logs, options}
+}
+
+function assertNoListenersLeft(emitter: EventEmitter): void {
+  assert.equal(emitter.listenerCount('SIGINT'), 0, 'SIGINT listener left behind')
+  assert.equal(emitter.listenerCount('SIGTERM'), 0, 'SIGTERM listener left behind')
+}
+
+describe('runForeground (occ start --no-daemon)', () => {
+  it('a stop through the API (occ stop) ends it with exit 0, after the hooks finished', async () => {
+    const {emitter, fake, hooks, logs, options} = setup()
+    const running = runForeground(options)
+    await delay(10)
+    assert.equal(hooks.state.started, true)
+    assert.equal(emitter.listenerCount('SIGTERM'), 1)
+    fake.settle.resolve({exitCode: 0, expected: true})
+    const result = await running
+    assert.deepEqual(result, {containerExitCode: 0, end: 'container-stopped', exitCode: 0})
+    assert.equal(hooks.state.finished, true, 'returned before the hooks finished')
+    assert.equal(hooks.state.signal?.aborted, true)
+    assert.ok(logs.some((line) => line.includes('stopped')), logs.join('\n'))
+    assertNoListenersLeft(emitter)
+  })
+
+  it('an unexpected container death ends it with exit 1 and the container exit code', async () => {
+    const {emitter, fake, hooks, logs, options} = setup()
+    const running = runForeground(options)
+    await delay(5)
+    fake.settle.resolve({exitCode: 137, expected: false})
+    const result = await running
+    assert.deepEqual(result, {containerExitCode: 137, end: 'container-died', exitCode: 1})
+    assert.equal(hooks.state.finished, true)
+    assert.ok(logs.some((line) => line.includes('137')), logs.join('\n'))
+    assertNoListenersLeft(emitter)
+  })
+
+  it('losing the engine (the event stream ends) ends it with exit 1', async () => {
+    const {emitter, fake, hooks, options} = setup()
+    const running = runForeground(options)
+    await delay(5)
+    fake.settle.resolve(undefined)
+    const result = await running
+    assert.equal(result.end, 'engine-lost')
+    assert.equal(result.exitCode, 1)
+    assert.equal(hooks.state.finished, true)
+    assertNoListenersLeft(emitter)
+  })
+
+  it('a failing watch counts as a lost engine (exit 1), and is logged', async () => {
+    const {emitter, fake, logs, options} = setup()
+    const running = runForeground(options)
+    await delay(5)
+    fake.settle.reject(new Error('socket hang up'))
+    const result = await running
+    assert.equal(result.end, 'engine-lost')
+    assert.equal(result.exitCode, 1)
+    assert.ok(logs.some((line) => line.includes('socket hang up')), logs.join('\n'))
+    assertNoListenersLeft(emitter)
+  })
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} ends it with exit 0: the hooks see the abort and are awaited, the watch is released`, async () => {
+      const {emitter, fake, hooks, logs, options} = setup(80)
+      const running = runForeground(options)
+      await delay(10)
+      const sent = Date.now()
+      emitter.emit(signal, signal)
+      const result = await running
+      assert.deepEqual(result, {containerExitCode: undefined, end: 'signal', exitCode: 0})
+      assert.equal(hooks.state.finished, true, 'returned before the hooks finished')
+      assert.ok(Date.now() - sent >= 70, 'did not wait for the hooks to wind down')
+      assert.ok(hooks.state.abortedWith instanceof Error)
+      assert.equal(fake.watchSignal?.aborted, true, 'the container watch was not released')
+      assert.ok(logs.some((line) => line.includes(signal)), logs.join('\n'))
+      assertNoListenersLeft(emitter)
+    })
+  }
+
+  it('a second signal while the hooks wind down exits at once (130)', async () => {
+    const {emitter, options} = setup(200)
+    const exits: Array<number | undefined> = []
+    const realExit = process.exit
+    process.exit = ((code?: number) => {
+      exits.push(code)
+    }) as typeof process.exit
+    try {
+      const running = runForeground(options)
+      await delay(5)
+      emitter.emit('SIGTERM', 'SIGTERM')
+      await delay(5)
+      emitter.emit('SIGINT', 'SIGINT')
+      assert.deepEqual(exits, [130])
+      await running
+    } finally {
+      process.exit = realExit
+    }
+  })
+
+  it('hooks that return at once do not end it: it still waits for the container or a signal', async () => {
+    const {emitter, fake, options} = setup()
+    let settled = false
+    const running = runForeground({...options, runHooks: async () => {}}).then((result) => {
+      settled = true
+      return result
+    })
+    await delay(30)
+    assert.equal(settled, false, 'ended although nothing happened')
+    fake.settle.resolve({exitCode: 0, expected: true})
+    assert.equal((await running).exitCode, 0)
+    assertNoListenersLeft(emitter)
+  })
+
+  it('only the first ending counts: a signal after the container stopped does not change the result', async () => {
+    const {emitter, fake, options} = setup(50)
+    const running = runForeground(options)
+    await delay(5)
+    fake.settle.resolve({exitCode: 1, expected: false})
+    await delay(5)
+    emitter.emit('SIGTERM', 'SIGTERM')
+    const result = await running
+    assert.equal(result.end, 'container-died')
+    assert.equal(result.exitCode, 1)
+  })
+})
