@@ -40,7 +40,7 @@ export function normalizeInstance(raw: string | undefined, autoBase?: () => stri
   if (value === '') throw new UsageError("--sandbox-instance cannot be empty; use a-z, 0-9, and '-' only")
   if (value === 'auto') {
     const base = autoBase ? autoBase() : process.cwd()
-    return `wt-${fnv1a64(base).padStart(16, '0')}`
+    return `wt-${fnv1a64(base).padStart(12, '0')}`
   }
 
   if (!INSTANCE_PATTERN.test(value)) {

@@ -3,6 +3,10 @@
  * so the result can go to JSON.parse (which then reports positions in the original layout).
  */
 export function stripJsonc(text: string): string {
+  return stripTrailingCommas(stripComments(text))
+}
+
+function stripComments(text: string): string {
   let out = ''
   let index = 0
   while (index < text.length) {
@@ -20,11 +24,29 @@ export function stripJsonc(text: string): string {
       // Keep newlines so JSON.parse positions still match lines.
       out += text.slice(index, stop).replaceAll(/[^\n]/g, ' ')
       index = stop
+    } else {
+      out += char
+      index++
+    }
+  }
+
+  return out
+}
+
+/** Runs on comment-free text, so a comma before a commented-out last entry is found too. */
+function stripTrailingCommas(text: string): string {
+  let out = ''
+  let index = 0
+  while (index < text.length) {
+    const char = text[index]
+    if (char === '"') {
+      const end = endOfString(text, index)
+      out += text.slice(index, end)
+      index = end
     } else if (char === ',') {
       let look = index + 1
       while (look < text.length && /\s/.test(text[look])) look++
-      if (text[look] !== '}' && text[look] !== ']') out += ','
-      else out += ' '
+      out += text[look] === '}' || text[look] === ']' ? ' ' : ','
       index++
     } else {
       out += char

@@ -239,6 +239,17 @@ export function applyConfigValue(config: OccConfig, key: keyof OccConfig, text: 
     throw new ConfigError(`Field: ${key}\nProblem: ${problem}`, {actions: [`Try again: occ config set ${key} <value>`]})
   }
 
-  if (key === 'mounts') for (const spec of next.mounts) parseMountSpec(spec)
+  if (key === 'mounts') {
+    for (const spec of next.mounts) {
+      try {
+        parseMountSpec(spec)
+      } catch (error) {
+        throw new ConfigError(`Field: mounts\nProblem: ${(error as Error).message}`, {
+          actions: ['Each mount is /host/path:/container/path[:ro]; try again: occ config set mounts \'["/host:/container"]\''],
+        })
+      }
+    }
+  }
+
   return next
 }

@@ -1,5 +1,6 @@
 import {once} from 'node:events'
 import {PassThrough} from 'node:stream'
+import {StringDecoder} from 'node:string_decoder'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import type Docker from 'dockerode'
@@ -75,8 +76,9 @@ class Capture {
     name: 'stderr' | 'stdout',
     onOutput?: (chunk: string, stream: 'stderr' | 'stdout') => void,
   ) {
+    const decoder = new StringDecoder('utf8')
     this.sink.on('data', (chunk: Buffer) => {
-      onOutput?.(chunk.toString('utf8'), name)
+      if (onOutput) onOutput(decoder.write(chunk), name)
       if (this.size + chunk.length > MAX_CAPTURE) {
         this.truncated = true
         return

@@ -1,6 +1,6 @@
 import type {HostRuntime} from './host-runtime.js'
 
-export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'signal'
+export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
 
 export interface ForegroundOptions {
   host: HostRuntime
@@ -69,7 +69,12 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
   )
 
   try {
-    await Promise.all([options.runHooks(controller.signal), aborted])
+    const hooks = options.runHooks(controller.signal).catch((error: unknown) => {
+      // A hook that throws must not leave the container watch open forever.
+      options.log(`A foreground hook failed: ${(error as Error).message}`)
+      finish('hook-failed')
+    })
+    await Promise.all([hooks, aborted])
     await watcher
   } finally {
     processLike.off('SIGINT', onSignal)
@@ -77,5 +82,5 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
   }
 
   const why = end ?? 'signal'
-  return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' ? 1 : 0}
+  return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' || why === 'hook-failed' ? 1 : 0}
 }

@@ -1,4 +1,5 @@
 import {PassThrough} from 'node:stream'
+import {StringDecoder} from 'node:string_decoder'
 
 import type Docker from 'dockerode'
 
@@ -152,6 +153,11 @@ export class HostRuntime implements HostRuntimeApi {
       filters: {container: [this.names.container], event: ['die', 'stop', 'destroy'], type: ['container']},
     })) as NodeJS.ReadableStream & {destroy(): void}
     const onAbort = (): void => stream.destroy()
+    if (signal.aborted) {
+      stream.destroy()
+      return undefined
+    }
+
     signal.addEventListener('abort', onAbort, {once: true})
     try {
       // Subscribed first, then checked: a stop between the two cannot be missed.
@@ -221,8 +227,11 @@ export class HostRuntime implements HostRuntimeApi {
     } else {
       const stdout = new PassThrough()
       const stderr = new PassThrough()
-      stdout.on('data', (chunk: Buffer) => emit(out.push(chunk.toString('utf8'))))
-      stderr.on('data', (chunk: Buffer) => emit(err.push(chunk.toString('utf8'))))
+      // A character may be split across frames: decode per stream, not per chunk.
+      const outText = new StringDecoder('utf8')
+      const errText = new StringDecoder('utf8')
+      stdout.on('data', (chunk: Buffer) => emit(out.push(outText.write(chunk))))
+      stderr.on('data', (chunk: Buffer) => emit(err.push(errText.write(chunk))))
       this.docker.modem.demuxStream(raw, stdout, stderr)
       const finish = (): void => {
         emit(out.flush())

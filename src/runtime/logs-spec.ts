@@ -56,19 +56,19 @@ export class LineSplitter {
   push(chunk: string): LogLine[] {
     this.buffer += chunk
     const lines: LogLine[] = []
-    let newline = this.buffer.indexOf('\n')
-    while (newline !== -1) {
-      lines.push(this.toLine(this.buffer.slice(0, newline)))
-      this.buffer = this.buffer.slice(newline + 1)
-      newline = this.buffer.indexOf('\n')
+    while (true) {
+      const newline = this.buffer.indexOf('\n')
+      if (newline !== -1 && newline <= MAX_LINE) {
+        lines.push(this.toLine(this.buffer.slice(0, newline)))
+        this.buffer = this.buffer.slice(newline + 1)
+      } else if (this.buffer.length > MAX_LINE) {
+        // A runaway line is cut into 64 KiB pieces instead of growing without bound.
+        lines.push(this.toLine(this.buffer.slice(0, MAX_LINE)))
+        this.buffer = this.buffer.slice(MAX_LINE)
+      } else {
+        return lines
+      }
     }
-
-    if (this.buffer.length > MAX_LINE) {
-      lines.push(this.toLine(this.buffer))
-      this.buffer = ''
-    }
-
-    return lines
   }
 
   flush(): LogLine[] {

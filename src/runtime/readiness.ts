@@ -55,6 +55,13 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   while (true) {
     options.signal?.throwIfAborted()
     const result = await runtime.exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'}).catch(() => undefined)
+    if (!result) {
+      const state = await runtime.containerState()
+      if (!state.running) {
+        throw await readinessError(`The sandbox container stopped while starting (status ${state.status}, exit ${state.exitCode ?? '?'}).`, options)
+      }
+    }
+
     const facts = result ? parseSandboxFacts(result.stdout) : {}
     broker = mapBrokerHealth(facts.brokerProcess, facts.brokerSocket)
     if (broker.state === 'healthy') break

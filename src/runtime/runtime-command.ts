@@ -1,3 +1,6 @@
+import {execFileSync} from 'node:child_process'
+import {realpathSync} from 'node:fs'
+
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {normalizeInstance, resourceNames, type ResourceNames} from '../config/instance.js'
@@ -61,7 +64,7 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     this.flags = flags as RuntimeFlags<T>
     this.args = args as RuntimeArgs<T>
     this.paths = resolvePaths()
-    const instance = normalizeInstance(this.flags['sandbox-instance'])
+    const instance = normalizeInstance(this.flags['sandbox-instance'], worktreeRoot)
     if (instance) process.env.OPENCODE_SANDBOX_INSTANCE = instance
     this.names = resourceNames(instance)
     const resolved = resolveRuntimeKind(this.flags.runtime as RuntimeChoice | undefined, process.env.OPENCODE_RUNTIME)
@@ -130,6 +133,16 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     const cliError = new Errors.CLIError(message, {code: known.code, exit: known.exitCode, suggestions: known.actions})
     Object.assign(cliError, {occ: known})
     return super.catch(cliError)
+  }
+}
+
+/** What `--sandbox-instance auto` hashes: the git top level (canonical), else the cwd. */
+function worktreeRoot(): string {
+  try {
+    const top = execFileSync('git', ['rev-parse', '--show-toplevel'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']}).trim()
+    return realpathSync(top)
+  } catch {
+    return realpathSync(process.cwd())
   }
 }
 
