@@ -69,6 +69,18 @@ export default class Status extends RuntimeCommand<typeof Status> {
     line('Image:', view.container.image ?? 'unknown')
     line('Image ver:', view.image.version ?? 'unknown')
     line('CLI:', `v${this.config.version}`)
+    if (view.security) {
+      const security = view.security
+      this.log('\nSecurity')
+      line('Binding:', `${security.bindAddress} ${security.exposure === 'network-exposed' ? '[NETWORK EXPOSED]' : '[LOCAL ONLY]'}`)
+      line('Auth users:', security.users.length > 0 ? security.users.join(', ') : 'None configured')
+      line('Trust proxy:', security.trustProxy ? 'yes' : 'no')
+      line('Rate limit:', `${security.rateLimit.attempts} attempts / ${security.rateLimit.windowSeconds}s window`)
+      if (security.exposure === 'network-exposed' && security.users.length === 0 && !security.allowUnauthenticatedNetwork) {
+        this.warn('Network exposed without authentication! Bind to loopback (occ config set bind_address 127.0.0.1) or configure login users.')
+      }
+    }
+
     if (view.mounts.length > 0) {
       this.log('\nMounts')
       for (const mount of view.mounts) this.log(`  ${mount.source} -> ${mount.target} ${mount.readOnly ? 'ro' : 'rw'} (${mount.type})`)

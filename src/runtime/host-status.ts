@@ -14,7 +14,20 @@ export async function withHostStatus(host: HostRuntime, viewPromise: Promise<Sta
   const servicePromise = serviceStatus({instance: host.names.instance, paths: host.paths}).catch(() => null)
   const view = await viewPromise
   const [listener, service] = await Promise.all([listenerView(host, view), servicePromise])
-  return {...view, listener, service}
+  return {...view, listener, security: securityView(host.config), service}
+}
+
+/** "Exposed" = bound to a wildcard address (reachable from the network), as the Rust occ judges it. */
+export function securityView(config: HostRuntime['config']): NonNullable<StatusView['security']> {
+  const address = config.bind_address.replace(/^\[|\]$/g, '')
+  return {
+    allowUnauthenticatedNetwork: config.allow_unauthenticated_network,
+    bindAddress: config.bind_address,
+    exposure: address === '0.0.0.0' || address === '::' ? 'network-exposed' : 'local-only',
+    rateLimit: {attempts: config.rate_limit_attempts, windowSeconds: config.rate_limit_window_seconds},
+    trustProxy: config.trust_proxy,
+    users: config.users,
+  }
 }
 
 async function listenerView(host: HostRuntime, view: StatusView): Promise<StatusView['listener']> {

@@ -62,6 +62,17 @@ export const statusViewSchema = z.object({
   image: z.object({version: nullableString}),
   port: z.object({host: z.number().int().nullable(), container: z.literal(3000), bindAddress: nullableString}),
   mounts: z.array(z.object({type: z.string(), source: z.string(), target: z.string(), readOnly: z.boolean()})),
+  security: z
+    .object({
+      bindAddress: z.string(),
+      exposure: z.enum(['local-only', 'network-exposed']),
+      users: z.array(z.string()),
+      trustProxy: z.boolean(),
+      rateLimit: z.object({attempts: z.number().int(), windowSeconds: z.number().int()}),
+      allowUnauthenticatedNetwork: z.boolean(),
+    })
+    .nullable()
+    .describe('from the host config (host runtime only)'),
   listener: listenerViewSchema.nullable().describe('the update listener (host runtime only)'),
   service: serviceViewSchema.nullable().describe('the service registration (host runtime only)'),
 })

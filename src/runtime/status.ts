@@ -221,6 +221,7 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
     port: {bindAddress: state.hostIp ?? null, container: 3000, host: state.hostPort ?? null},
     runtime: runtime.kind,
     schemaVersion: 1,
+    security: null,
     service: null,
   }
 }
