@@ -251,6 +251,27 @@ describe('occ update opencode (real engine, fixture image and repo)', function (
     assert.equal((await world.sh('ls -A /opt/opencode/.staging 2>/dev/null; ls -A /opt/opencode')).includes('releases'), false)
   })
 
+  it('Ctrl+C during the build cancels it: the build process is gone, nothing changed', async () => {
+    const world = await updateWorld('upd-sigint')
+    await world.push('dev', {BUILD_SLEEP_SECONDS: '60', VERSION: '3.0.0\n'})
+    const child = execa(process.execPath, [OCC_BIN, 'update', 'opencode'], {env: world.sandbox.env, reject: false, stdin: 'ignore'})
+    let stderr = ''
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const deadline = Date.now() + 30_000
+    while (!stderr.includes('compiling') && Date.now() < deadline) await delay(50)
+    child.kill('SIGINT')
+    const result = await child
+    assert.equal(result.exitCode, 1, describeRun(result))
+    assert.equal(JSON.parse(String((await world.sandbox.occ(['update', 'opencode', '--json', '--commit', world.baseCommit])).stdout)).changed, false)
+    assert.match(stderrText(result), /The update was cancelled; nothing was changed/)
+    assert.equal((await world.sh('ps -eo args | grep -c "[s]leep 60" || true')).trim(), '0', 'the build was killed')
+    assert.equal((await world.sh('cat /opt/opencode/COMMIT')).trim(), world.baseCommit)
+    assert.equal((await world.sh('ls -A /opt/opencode/.staging; test ! -e /opt/opencode/.update-lock && echo unlocked')).trim(), 'unlocked')
+    assert.equal((await world.health())?.body.version, FIXTURE_OPENCODE_VERSION)
+  })
+
   it('rolls back an unhealthy version: the old version serves again and the error says so', async () => {
     const world = await updateWorld('upd-unhealthy')
     const bad = await world.push('dev', {HEALTH_FAIL: '', VERSION: '1.3.0\n'})

@@ -9,6 +9,7 @@ import {
   ACTIVATE_SCRIPT,
   ADOPT_BUILD_SCRIPT,
   INSPECT_SCRIPT,
+  KILL_GROUP_SCRIPT,
   LOCK_SCRIPT,
   PRUNE_SCRIPT,
   RELEASE_VERSION_SCRIPT,
@@ -51,6 +52,8 @@ export class FakeSandbox implements Runtime {
   recipe: 'builtin' | 'image' | 'none' = 'image'
   root = true
   rejectFetchBySha = false
+  /** The build's process group survives the kill (only the exec's own signal ends the wait). */
+  buildIgnoresKill = false
   /** Health answers of the running build are replaced by this when set (e.g. everything down). */
   healthOverride?: HealthProbe
 
@@ -218,13 +221,13 @@ export class FakeSandbox implements Runtime {
         return ok(pruned.join('\n'))
       }
 
-      default: {
-        if (args[0]?.endsWith('build.pid')) {
-          this.events.push('kill-build')
-          this.killBuild?.()
-          return ok()
-        }
+      case KILL_GROUP_SCRIPT: {
+        this.events.push('kill-build')
+        if (!this.buildIgnoresKill) this.killBuild?.()
+        return ok()
+      }
 
+      default: {
         return fail(2, 'fake: unknown script')
       }
     }
@@ -296,12 +299,17 @@ export class FakeSandbox implements Runtime {
     this.events.push(`build:${this.checkedOut}`)
     options.onOutput?.(`building ${build.version}\n`, 'stdout')
     if (build.buildMs) {
-      const killed = await new Promise<boolean>((resolve) => {
+      const killed = await new Promise<boolean>((resolve, reject) => {
         const timer = setTimeout(() => resolve(false), build.buildMs)
         this.killBuild = () => {
           clearTimeout(timer)
           resolve(true)
         }
+        options.signal?.addEventListener('abort', () => {
+          clearTimeout(timer)
+          this.events.push('build-exec-released')
+          reject(options.signal?.reason)
+        })
       })
       if (killed) return fail(143, 'terminated')
     }

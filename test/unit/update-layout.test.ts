@@ -12,6 +12,7 @@ import {
 } from '../../src/runtime/update/layout.js'
 import {parseUpdateTarget} from '../../src/runtime/update/target.js'
 import {formatSeconds} from '../../src/runtime/update/plan.js'
+import * as scripts from '../../src/runtime/update/scripts.js'
 import {UsageError} from '../../src/errors.js'
 
 const A = 'a'.repeat(40)
@@ -160,5 +161,15 @@ describe('update: repository and formatting', () => {
     assert.equal(shortSha(undefined), 'unknown')
     assert.equal(formatSeconds(200), '0.2 s')
     assert.equal(formatSeconds(60_000), '60 s')
+  })
+})
+
+describe('update: sandbox scripts', () => {
+  it('are plain ASCII without NUL bytes (Docker refuses an exec argument holding NUL)', () => {
+    for (const [name, script] of Object.entries(scripts)) {
+      assert.equal(typeof script, 'string', name)
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(script, /[\u0000\u0080-\uFFFF]/, name)
+    }
   })
 })

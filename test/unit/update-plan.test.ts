@@ -306,6 +306,15 @@ describe('update plan (fake runtime)', () => {
     assert.equal(sandbox.commitFile, SHA.old)
   })
 
+  it('lets go of a build that survives its kill, so occ can still end', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.builds[SHA.dev].buildMs = 60_000
+    sandbox.buildIgnoresKill = true
+    const outcome = await runUpdatePlan(sandbox, config, {}, {}, {...FAST, buildTimeoutMs: 20, killGraceMs: 20})
+    assert.equal(outcome.error?.code, 'BUILD_FAILED')
+    assert.deepEqual(sandbox.events.filter((event) => /^(kill-build|build-exec)/.test(event)), ['kill-build', 'build-exec-released'])
+  })
+
   it('reports each step once, in order, and streams output lines', async () => {
     const sandbox = new FakeSandbox()
     const started: UpdateStep[] = []

@@ -38,6 +38,7 @@ import {
   BUILTIN_RECIPE_SCRIPT,
   GROUP_WRAPPER,
   INSPECT_SCRIPT,
+  KILL_GROUP_SCRIPT,
   LOCK_SCRIPT,
   PRUNE_SCRIPT,
   RELEASE_VERSION_SCRIPT,
@@ -57,6 +58,8 @@ export interface UpdatePlanOptions {
   /** Cap on the build (default 60 min) and on each git command (default 10 min). */
   buildTimeoutMs?: number
   gitTimeoutMs?: number
+  /** How long a killed build gets to end before occ lets go of it (default 15 s). */
+  killGraceMs?: number
   /** Seconds without a heartbeat after which another update's lock counts as abandoned (default 90). */
   lockStaleSeconds?: number
   /** How often the lock's heartbeat is refreshed (default 20 s). */
@@ -75,6 +78,7 @@ const DEFAULTS = {
   healthTimeoutMs: 60_000,
   healthyAnswers: 2,
   heartbeatMs: 20_000,
+  killGraceMs: 15_000,
   lockStaleSeconds: 90,
 }
 
@@ -473,25 +477,30 @@ class UpdateRun {
 
   private async runBuild(argv: string[], how: {pidFile: string; user: string}): Promise<void> {
     this.throwIfCancelled()
-    const controller = new AbortController()
-    const timeout = setTimeout(() => controller.abort(new Error('timeout')), this.opts.buildTimeoutMs)
-    const onAbort = (): void => controller.abort(new Error('cancelled'))
+    const stop = new AbortController()
+    const timeout = setTimeout(() => stop.abort(new Error('timeout')), this.opts.buildTimeoutMs)
+    const onAbort = (): void => stop.abort(new Error('cancelled'))
     this.signal?.addEventListener('abort', onAbort, {once: true})
-    // The build runs without an exec signal: a cancel kills its whole process group, and then
-    // the exec ends on its own (an exec cannot be killed through the Docker API).
-    const running = this.exec(argv, {onOutput: 'all', user: how.user})
-    const killed = new Promise<'killed'>((resolve) => {
-      controller.signal.addEventListener('abort', () => resolve('killed'), {once: true})
+    // A cancel kills the build's whole process group (an exec cannot be killed through the
+    // Docker API, and killing only its first process would leave the compiler running); the
+    // exec's own signal only lets go of the stream if the group outlives the kill.
+    const release = new AbortController()
+    const running = this.exec(argv, {onOutput: 'all', signal: release.signal, user: how.user})
+    running.catch(() => undefined)
+    const stopped = new Promise<'stopped'>((resolve) => {
+      stop.signal.addEventListener('abort', () => resolve('stopped'), {once: true})
     })
     try {
-      const first = await Promise.race([running, killed])
-      if (first === 'killed') {
-        await this.exec(['sh', '-c', 'pid=$(cat "$1" 2>/dev/null) && kill -TERM -- "-$pid"', 'occ-kill', how.pidFile], {timeoutMs: 10_000}).catch(
-          () => undefined,
+      const first = await Promise.race([running, stopped])
+      if (first === 'stopped') {
+        const kill = await this.exec(['sh', '-c', KILL_GROUP_SCRIPT, 'occ-kill', how.pidFile], {timeoutMs: 10_000}).catch(
+          (error: unknown): ExecResult => ({exitCode: -1, stderr: errorMessage(error), stdout: ''}),
         )
-        await Promise.race([running.catch(() => undefined), delay(15_000, undefined, {ref: false})])
+        if (kill.exitCode !== 0) this.output(`could not stop the build: ${tail(kill.stderr, 1) || `exit ${kill.exitCode}`}`)
+        const ended = await Promise.race([running.then(() => true, () => true), delay(this.opts.killGraceMs, false, {ref: false})])
+        if (!ended) release.abort(new Error('the build outlived its kill'))
         if (this.signal?.aborted) throw new UpdateCancelledError()
-        throw new UpdateFailedError('BUILD_FAILED', `The build did not finish within ${Math.round(this.opts.buildTimeoutMs / 60_000)} min; nothing was changed.`)
+        throw new UpdateFailedError('BUILD_FAILED', `The build did not finish within ${formatSeconds(this.opts.buildTimeoutMs)}; nothing was changed.`)
       }
 
       if (first.exitCode !== 0) {

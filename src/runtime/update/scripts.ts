@@ -35,7 +35,8 @@ exit 0
 /**
  * Takes the update lock: $1 token, $2 owner description, $3 seconds after which a lock whose
  * heartbeat stopped counts as abandoned (a crashed update). Exit 75 + owner on stdout: held.
- * Holding it, it clears what crashed updates left behind and makes the staging dir.
+ * Holding it, it clears what crashed updates left behind (ending a build still running) and
+ * makes the staging dir.
  */
 export const LOCK_SCRIPT = `
 set -u
@@ -55,6 +56,16 @@ fi
 chmod 700 "$lock"
 printf '%s\\n%s\\n' "$1" "$2" > "$lock/owner"
 : > "$lock/heartbeat"
+# A crashed update's build may still run: end its process group before clearing its files,
+# only if that pid still is the build (its command line names its staging dir), not a reused pid.
+for f in ${STAGING_DIR}/*/build.pid ${STAGING_DIR}/*/work/build.pid; do
+  [ -f "$f" ] || continue
+  pid=$(cat "$f" 2>/dev/null)
+  case "$pid" in ''|*[!0-9]*) continue ;; esac
+  dir=\${f%/build.pid}
+  dir=\${dir%/work}
+  if tr '\\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then kill -TERM "-$pid" 2>/dev/null; fi
+done
 rm -rf ${STAGING_DIR} ${OPENCODE_ROOT}/.current.tmp ${OPENCODE_ROOT}/.link.tmp ${OPENCODE_ROOT}/.COMMIT.tmp
 rm -rf ${RELEASES_DIR}/.migrate-* 2>/dev/null || true
 install -d -m 0711 -o root -g root ${STAGING_DIR}
@@ -89,6 +100,9 @@ if [ "$3" = 1 ]; then install -d -m 0700 -o ${OPENCODE_USER} -g ${OPENCODE_USER}
 
 /** Runs "$@" (after $1, a pid file) in its own process group, so a cancel can end all of it. */
 export const GROUP_WRAPPER = 'echo $$ > "$1"; shift; exec "$@"'
+
+/** Ends the process group whose leader's pid is in $1 (dash's kill takes no '--'). */
+export const KILL_GROUP_SCRIPT = 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -TERM "-$pid"'
 
 /**
  * The built-in recipe for the published image (bun, as the opencode user, as the Rust occ's
