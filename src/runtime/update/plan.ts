@@ -97,6 +97,9 @@ class UpdateRun {
   private readonly opts: typeof DEFAULTS & UpdatePlanOptions
   private readonly now: () => number
   private readonly timings = new Map<UpdateStep, StepTiming>()
+  /** Steps whose end was reported to progress.onStepDone (the rest are reported as skipped at the end). */
+  private readonly reported = new Set<UpdateStep>()
+  private readonly details = new Map<UpdateStep, string>()
   private readonly outcome: UpdateOutcome
   private readonly signal?: AbortSignal
   private state?: InstalledState
@@ -160,8 +163,6 @@ class UpdateRun {
 
     return this.outcome
   }
-
-  private readonly reported = new Set<UpdateStep>()
 
   private async execute(): Promise<void> {
     await this.step('preflight', () => this.preflight())
@@ -547,8 +548,6 @@ class UpdateRun {
   }
 
   // --- plumbing -------------------------------------------------------------------------
-
-  private details = new Map<UpdateStep, string>()
 
   private setDetail(step: UpdateStep, detail: string): void {
     this.details.set(step, detail)
