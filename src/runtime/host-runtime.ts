@@ -172,6 +172,14 @@ export class HostRuntime implements HostRuntimeApi {
           resolve(value)
         }
 
+        // Aborted while we looked at the state: the stream is already gone, its events with it.
+        if (signal.aborted) {
+          finish(undefined)
+          return
+        }
+
+        signal.addEventListener('abort', () => finish(undefined), {once: true})
+
         stream.on('data', (chunk: Buffer) => {
           buffer += chunk.toString('utf8')
           let newline = buffer.indexOf('\n')
