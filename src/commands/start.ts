@@ -33,7 +33,10 @@ Uses the configured image when it is present locally, else pulls it. Creates the
     })
     for (const warning of result.warnings) this.warn(warning)
     this.render(result)
-    if (!this.flags['no-daemon']) return result
+    if (!this.flags['no-daemon']) {
+      await this.resumeListenerService()
+      return result
+    }
 
     const config = await this.occConfig()
     const log = (message: string): void => {
@@ -59,6 +62,14 @@ Uses the configured image when it is present locally, else pulls it. Creates the
     })
     if (foreground.exitCode !== 0) process.exitCode = foreground.exitCode
     return {...result, foreground}
+  }
+
+  /** An installed service that was stopped (occ stop) is started again, so the listener runs. */
+  private async resumeListenerService(): Promise<void> {
+    const {resumeService} = await import('../service/service.js')
+    const resumed = await resumeService({instance: this.names.instance, paths: this.paths}).catch(() => undefined)
+    if (resumed?.action === 'started') this.note(`Started the service ${resumed.name} too, so the web UI's update requests are answered.`)
+    if (resumed?.action === 'failed') this.warn(`The service ${resumed.name} is installed but did not start: ${resumed.detail}`)
   }
 
   private render(result: StartResult): void {

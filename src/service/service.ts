@@ -88,6 +88,26 @@ export async function serviceStatus(options: ServiceStatusOptions): Promise<Serv
 // ---------------------------------------------------------------------------------------------
 // install
 
+export type ResumeAction = 'already-active' | 'failed' | 'not-installed' | 'started' | 'unreachable'
+
+/**
+ * After `occ stop` the service stays stopped (on purpose); a later plain `occ start` brings the
+ * container back but no listener would answer the web UI. This starts the installed service
+ * again, whose `start --no-daemon` finds the container running and runs the listener.
+ */
+export async function resumeService(options: ServiceStatusOptions): Promise<{action: ResumeAction; detail?: string; name?: string}> {
+  const host = options.host ?? detectServiceHost({paths: options.paths})
+  if (!host.manager) return {action: 'not-installed'}
+  const target = serviceTarget(host, options.instance)
+  if (!(await exists(target.unitPath))) return {action: 'not-installed'}
+  const ops = managerOps(host, target)
+  const state = await ops.state()
+  if (!state.reachable) return {action: 'unreachable', name: target.name}
+  if (state.active) return {action: 'already-active', name: target.name}
+  const failure = await ops.resume()
+  return failure ? {action: 'failed', detail: failure, name: target.name} : {action: 'started', name: target.name}
+}
+
 export type ServiceConfig = Pick<OccConfig, 'boot_mode' | 'restart_delay' | 'restart_retries'>
 
 /** The settings the service needs, read without creating the config file (for --dry-run). */
@@ -212,6 +232,8 @@ interface ManagerOps {
   deactivate(): Promise<string[]>
   afterRemove(): Promise<string[]>
   state(): Promise<ManagerState>
+  /** Starts an installed, loaded service that is not running; returns a failure text or undefined. */
+  resume(): Promise<string | undefined>
 }
 
 function managerOps(host: ServiceHost, target: ServiceTarget): ManagerOps {
@@ -269,6 +291,10 @@ function systemdOps(host: ServiceHost, target: ServiceTarget): ManagerOps {
       })
     },
     reachable: () => systemdUserManagerReachable(host),
+    async resume() {
+      const {argv, result} = await systemctl('start', unit)
+      return result.exitCode === 0 ? undefined : describeFailure('systemctl', argv, result)
+    },
     async state() {
       if (!(await ops.reachable())) return {reachable: false}
       const active = await systemctl('is-active', unit)
@@ -319,6 +345,10 @@ function launchdOps(host: ServiceHost, target: ServiceTarget): ManagerOps {
       })
     },
     reachable: () => launchdDomainReachable(host),
+    async resume() {
+      const result = await host.run('launchctl', ['kickstart', service])
+      return result.exitCode === 0 ? undefined : describeFailure('launchctl', ['kickstart', service], result)
+    },
     async state() {
       const result = await host.run('launchctl', ['print', service])
       if (result.exitCode !== 0) return {active: false, enabled: false, reachable: await ops.reachable(), state: 'not loaded'}

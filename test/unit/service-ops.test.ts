@@ -8,7 +8,7 @@ import {ServiceCommandError, ServiceManagerUnavailableError, ServiceValueError} 
 import {detectLinger, detectServiceHost, type ServiceHost} from '../../src/service/host.js'
 import {renderLaunchdPlist} from '../../src/service/launchd-plist.js'
 import type {CommandResult} from '../../src/service/runner.js'
-import {installService, serviceStatus, uninstallService} from '../../src/service/service.js'
+import {installService, resumeService, serviceStatus, uninstallService} from '../../src/service/service.js'
 import {buildServiceSpec, type ServiceSpec} from '../../src/service/spec.js'
 import {renderSystemdUnit} from '../../src/service/systemd-unit.js'
 import {waitForEngine} from '../../src/service/wait-for-engine.js'
@@ -298,6 +298,38 @@ describe('service install / uninstall / status (temp unit dir, recorded manager 
       )
       const none = await serviceStatus({host: {...host('systemd', systemd.run), manager: undefined}, instance: undefined, paths})
       assert.deepEqual(none, {installed: false, manager: 'none'})
+    })
+    it('resumeService starts an installed, stopped unit (after occ stop) and leaves others alone', async () => {
+      const systemd = fakeSystemd()
+      const paths = resolvePaths()
+      const none = await resumeService({host: host('systemd', systemd.run), instance: undefined, paths})
+      assert.equal(none.action, 'not-installed')
+      assert.deepEqual(systemd.calls.filter((call) => MUTATING.test(call)), [])
+
+      await installService({host: host('systemd', systemd.run), spec: spec()})
+      await systemd.run('systemctl', ['--user', 'disable', 'opencode-cloud.service'])
+      await systemd.run('systemctl', ['--user', 'enable', 'opencode-cloud.service'])
+      systemd.calls.length = 0
+      const resumed = await resumeService({host: host('systemd', systemd.run), instance: undefined, paths})
+      assert.deepEqual(resumed, {action: 'started', name: 'opencode-cloud.service'})
+      assert.deepEqual(systemd.calls.filter((call) => MUTATING.test(call)), ['systemctl --user start opencode-cloud.service'])
+
+      systemd.calls.length = 0
+      const again = await resumeService({host: host('systemd', systemd.run), instance: undefined, paths})
+      assert.equal(again.action, 'already-active')
+      assert.deepEqual(systemd.calls.filter((call) => MUTATING.test(call)), [])
+    })
+
+    it('resumeService reports a unit that will not start, and an unreachable manager', async () => {
+      const working = fakeSystemd()
+      await installService({host: host('systemd', working.run), spec: spec()})
+      await working.run('systemctl', ['--user', 'disable', 'opencode-cloud.service'])
+      const failing = fakeSystemd({startFails: true})
+      const failed = await resumeService({host: host('systemd', failing.run), instance: undefined, paths: resolvePaths()})
+      assert.equal(failed.action, 'failed')
+      assert.match(failed.detail ?? '', /failed because the control process exited/)
+      const down = fakeSystemd({reachable: false})
+      assert.equal((await resumeService({host: host('systemd', down.run), instance: undefined, paths: resolvePaths()})).action, 'unreachable')
     })
   })
 
