@@ -4,6 +4,7 @@ import {configSchema} from './config/schema.js'
 import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './protocol/schemas.js'
 import {statusViewSchema} from './runtime/status-schema.js'
 import {installResultSchema, uninstallResultSchema} from './service/result-schema.js'
+import {updateOutcomeSchema} from './runtime/update/outcome-schema.js'
 
 export interface JsonSchemaEntry {
   /** File name in schemas/ without `.schema.json`. */
@@ -25,6 +26,7 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {io: 'input', name: 'config', schema: configSchema},
   {name: 'install-result', schema: installResultSchema},
   {name: 'uninstall-result', schema: uninstallResultSchema},
+  {name: 'update-outcome', schema: updateOutcomeSchema},
 ]
 
 /** The text of each schemas/<name>.schema.json, exactly as committed. */
