@@ -8,7 +8,6 @@
  * `npm run build && npm run fixture:build`. `npx tsx bench/update-downtime.bench.ts`
  */
 import http from 'node:http'
-import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -16,7 +15,7 @@ import {execa} from 'execa'
 
 import type {UpdateOutcome} from '../src/runtime/update-types.js'
 import {createFixtureRepo, pushCommit} from '../test/fixtures/sandbox/repo-helpers.mjs'
-import {createSandboxEnv, useFixtureImage} from '../test/helpers/sandbox-env.js'
+import {createSandboxEnv, freePort, useFixtureImage} from '../test/helpers/sandbox-env.js'
 
 const BUILD_SECONDS = Number(process.env.BUILD_SLEEP_SECONDS ?? 20)
 const PROBE_EVERY_MS = 50
@@ -50,16 +49,6 @@ function probe(port: number): Promise<Omit<Sample, 'at'>> {
   })
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** The longest time between two healthy answers that had only unhealthy answers (or none) between them. */
 export function longestGap(samples: Sample[]): {ms: number; from?: number; to?: number} {

@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -30,14 +31,31 @@ export interface SandboxEnv {
   cleanup(): Promise<void>
 }
 
-let portCounter = 0
+/** A TCP port nobody listens on right now (the OS picks it), for a sandbox's published port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const {port} = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** One run of occ (or anything execa ran), for assertion messages. */
+export function describeRun(result: Result): string {
+  const command = result.command?.includes(OCC_BIN) ? `occ ${result.command.split(OCC_BIN)[1]?.trim() ?? ''}` : (result.command ?? '')
+  const how = `${result.signal ? ` (${result.signal})` : ''}${result.timedOut ? ' (timed out)' : ''}`
+  return `${command} → exit ${result.exitCode}${how}\n--- stdout\n${String(result.stdout ?? '')}\n--- stderr\n${String(result.stderr ?? '')}`
+}
 
 export async function createSandboxEnv(label = 't'): Promise<SandboxEnv> {
   const instance = `${label}-${randomBytes(4).toString('hex')}`.slice(0, 32)
   const root = await fs.mkdtemp(path.join(os.tmpdir(), `occ-${label}-`))
   const home = path.join(root, 'home')
   await fs.mkdir(home, {recursive: true})
-  const port = 20_000 + ((process.pid * 7 + portCounter++ * 13) % 20_000)
+  const port = await freePort()
   const env: Record<string, string> = {
     HOME: home,
     NO_COLOR: '1',

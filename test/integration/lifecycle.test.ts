@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -11,7 +10,7 @@ import {execa, type Result, type ResultPromise} from 'execa'
 import {MOUNT_STATE} from '../../src/config/mounts.js'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import type {StatusView} from '../../src/runtime/status.js'
-import {createSandboxEnv, FIXTURE_IMAGE, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, describeRun, FIXTURE_IMAGE, freePort, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
 
 const PROVISION = 'Run `bash .ci/provision.sh && npm run fixture:build` first (and `npm run build` for the CLI).'
 const FIXTURE_VERSION = '1.0.0-fixture'
@@ -25,9 +24,6 @@ function err(result: Result): string {
   return String(result.stderr ?? '')
 }
 
-function describeRun(result: Result): string {
-  return `occ ${result.command?.split(OCC_BIN)[1]?.trim() ?? ''} → exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\n--- stdout\n${out(result)}\n--- stderr\n${err(result)}`
-}
 
 function expectExit(result: Result, code: number): void {
   assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
@@ -50,24 +46,7 @@ async function statusJson(sandbox: SandboxEnv): Promise<StatusView> {
   return parsed.data as StatusView
 }
 
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
-}
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 async function containerInfo(sandbox: SandboxEnv): Promise<Docker.ContainerInspectInfo | undefined> {
   try {
@@ -123,7 +102,6 @@ describe('occ against a real Docker engine (fixture image)', function () {
     const sandbox = await createSandboxEnv(label)
     worlds.push(sandbox)
     // The helper derives the port from the pid; make sure nothing else on this machine holds it.
-    if (!(await portIsFree(sandbox.port))) sandbox.port = await freePort()
     if (fixture) await useFixtureImage(sandbox, settings)
     return sandbox
   }

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
@@ -26,32 +25,12 @@ import {installService} from '../../src/service/service.js'
 import {buildServiceSpec, systemdUnitName, type ServiceSpec} from '../../src/service/spec.js'
 import {renderSystemdUnit} from '../../src/service/systemd-unit.js'
 import {execArgv, parseUnit, unitEnvironment} from '../fixtures/service/unit-file.js'
-import {createSandboxEnv, FIXTURE_IMAGE, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, describeRun, FIXTURE_IMAGE, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
 
 const PROVISION = 'Run `bash .ci/provision.sh && npm run build && npm run fixture:build` first.'
 
-function describeRun(result: Result): string {
-  return `${result.command ?? ''} → exit ${result.exitCode}${result.signal ? ` (${result.signal})` : ''}${result.timedOut ? ' (timed out)' : ''}\n--- stdout\n${String(result.stdout ?? '')}\n--- stderr\n${String(result.stderr ?? '')}`
-}
 
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
-}
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, child?: ResultPromise): Promise<T> {
   const deadline = Date.now() + timeoutMs
@@ -80,7 +59,6 @@ async function settle(child: ResultPromise, what: string, timeoutMs: number): Pr
 /** A world whose config uses the fixture image and a port nothing else holds. */
 async function fixtureWorld(label: string): Promise<SandboxEnv> {
   const sandbox = await createSandboxEnv(label)
-  if (!(await portIsFree(sandbox.port))) sandbox.port = await freePort()
   await useFixtureImage(sandbox)
   return sandbox
 }

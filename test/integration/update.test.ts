@@ -6,7 +6,6 @@ import assert from 'node:assert/strict'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import http from 'node:http'
-import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -16,7 +15,7 @@ import {execa, type Result} from 'execa'
 import type {UpdateOutcome} from '../../src/runtime/update-types.js'
 import {updateOutcomeSchema} from '../../src/runtime/update/outcome-schema.js'
 import {createFixtureRepo, FIXTURE_OPENCODE_VERSION, pushCommit} from '../fixtures/sandbox/repo-helpers.mjs'
-import {createSandboxEnv, FIXTURE_IMAGE, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, describeRun, FIXTURE_IMAGE, freePort, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
 import {createListenerWorld, type ListenerWorld} from './listener-helpers/world.js'
 
 const CONTAINER_REPO = '/srv/opencode.git'
@@ -33,9 +32,6 @@ interface UpdateWorld {
   opencodePid(): Promise<string>
 }
 
-function describeRun(result: Result): string {
-  return `occ ${result.command?.split(OCC_BIN)[1]?.trim() ?? ''} → exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`
-}
 
 /** stderr without oclif's error wrapping (" ›   " prefixes, line breaks). */
 function stderrText(result: Result): string {
@@ -56,16 +52,6 @@ function outcomeOf(result: Result): UpdateOutcome {
   return parsed.data as UpdateOutcome
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 function getHealth(port: number, timeoutMs = 1000): Promise<{status: number; body: {healthy?: boolean; version?: string}} | undefined> {
   return new Promise((resolve) => {
