@@ -13,6 +13,7 @@ import {
   claimByRename,
   claimFileName,
   commandsDirIntact,
+  CONTAINER_COMMANDS_DIR,
   errorMessage,
   type ForegroundContext,
   isPidAlive,
@@ -120,7 +121,7 @@ export class UpdateListener {
   async run(signal: AbortSignal): Promise<void> {
     await this.recoverClaims()
     await this.writeStatus()
-    this.options.log(`Listening for update requests in ${this.dir}`)
+    this.options.log(`Listening for update requests in ${this.dir} (in the sandbox: ${CONTAINER_COMMANDS_DIR})`)
     const heartbeat = setInterval(() => void this.writeStatus(), this.options.heartbeatMs)
     const poll = setInterval(() => {
       if (this.options.watch && !this.watcher) this.startWatching(signal)
@@ -170,11 +171,6 @@ export class UpdateListener {
 
   /** One round: handle the waiting request if the rate limit allows. Returns how long to sleep. */
   private async step(signal: AbortSignal): Promise<number | undefined> {
-    if (!(await commandsDirIntact(this.options.dir))) {
-      this.warnOnce(`${this.dir} is no longer the directory it was (replaced or removed); not touching it.`)
-      return this.options.pollMs
-    }
-
     const requestPath = path.join(this.dir, REQUEST_FILE)
     let stat
     try {
@@ -182,6 +178,12 @@ export class UpdateListener {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw error
+    }
+
+    // Only when there is something to touch: an idle poll stays one lstat.
+    if (!(await commandsDirIntact(this.options.dir))) {
+      this.warnOnce(`${this.dir} is no longer the directory it was (replaced or removed); not touching it.`)
+      return this.options.pollMs
     }
 
     const now = this.options.clock()
@@ -235,6 +237,22 @@ export class UpdateListener {
         }
 
         case 'run': {
+          if (signal.aborted) {
+            // Claimed just as occ began to stop: answer rather than start an update now.
+            this.options.log(`Not starting the update request${describeId(decision.request.requestId)}: occ is stopping.`)
+            const now = isoNow(this.options.clock())
+            await this.answer(claim, {
+              changed: false,
+              error_code: 'interrupted',
+              finished_at: now,
+              message: 'occ was stopping, so the update was not started. Retry once it runs again.',
+              request_id: decision.request.requestId,
+              started_at: isoNow(claimedAt),
+              status: 'error',
+            })
+            return
+          }
+
           await this.runUpdate(claim, decision.request, signal)
           return
         }

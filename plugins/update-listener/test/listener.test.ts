@@ -447,6 +447,25 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       assert.match(result!.message, /still running/)
     })
 
+    it('answers, without starting it, a request claimed just as the listener stops', async () => {
+      const {calls, update} = fakeUpdate()
+      const controller = new AbortController()
+      const running = world.start({
+        onEvent: (event) => {
+          if (event.type === 'claimed') controller.abort()
+          if (event.type === 'result') world.results.push(event.result)
+        },
+        updateOpencode: update,
+      })
+      controller.signal.addEventListener('abort', () => running.controller.abort())
+      await world.request({command: 'update_opencode', request_id: 'late'})
+      await running.done
+      assert.equal(calls.length, 0)
+      const result = await world.readResult()
+      assert.equal(result?.error_code, 'interrupted')
+      assert.equal(result?.request_id, 'late')
+    })
+
     it('does not claim new requests once stopping', async () => {
       const running = world.start({pollMs: 10})
       await running.stop()
