@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import type {HostRuntime} from '../runtime/host-runtime.js'
-import {restartSandbox, type RestartResult} from '../runtime/lifecycle.js'
+import {restartSandbox, resumeInstalledService, type RestartResult} from '../runtime/lifecycle.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
 
 export default class Restart extends RuntimeCommand<typeof Restart> {
@@ -14,6 +14,9 @@ export default class Restart extends RuntimeCommand<typeof Restart> {
   async run(): Promise<RestartResult> {
     const host = (await this.runtime()) as HostRuntime
     const result = await restartSandbox(host, {onProgress: (message) => this.note(message), timeoutSeconds: this.flags.timeout})
+    const resumed = await resumeInstalledService(host)
+    if (resumed.note) this.note(resumed.note)
+    if (resumed.warning) this.warn(resumed.warning)
     if (!this.flags.quiet) {
       this.log('Service restarted')
       this.log(`URL:        ${result.url ?? 'unknown'}`)

@@ -2,10 +2,9 @@ import {Flags} from '@oclif/core'
 
 import {FOREGROUND_EVENT, type OccHooks} from '../runtime/hooks.js'
 import type {HostRuntime} from '../runtime/host-runtime.js'
-import {runForeground, type ForegroundResult} from '../runtime/foreground.js'
-import {startSandbox, type StartResult} from '../runtime/lifecycle.js'
+import {serveInForeground, type ForegroundResult} from '../runtime/foreground.js'
+import {resumeInstalledService, startSandbox, type StartResult} from '../runtime/lifecycle.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
-import {updateOpencodeWith} from '../runtime/update-entry.js'
 
 export type StartOutput = StartResult & {foreground?: ForegroundResult}
 
@@ -34,42 +33,21 @@ Uses the configured image when it is present locally, else pulls it. Creates the
     for (const warning of result.warnings) this.warn(warning)
     this.render(result)
     if (!this.flags['no-daemon']) {
-      await this.resumeListenerService()
+      const resumed = await resumeInstalledService(host)
+      if (resumed.note) this.note(resumed.note)
+      if (resumed.warning) this.warn(resumed.warning)
       return result
     }
 
-    const config = await this.occConfig()
-    const log = (message: string): void => {
-      process.stderr.write(`${message}\n`)
-    }
-
-    log('Running in the foreground (Ctrl+C to stop).')
-    const foreground = await runForeground({
+    const foreground = await serveInForeground({
+      config: await this.occConfig(),
+      fireHooks: (context) => this.config.runHook<typeof FOREGROUND_EVENT, OccHooks>(FOREGROUND_EVENT, context),
       host,
-      log,
-      runHooks: async (signal) => {
-        const outcome = await this.config.runHook<typeof FOREGROUND_EVENT, OccHooks>(FOREGROUND_EVENT, {
-          config,
-          log,
-          paths: this.paths,
-          runtime: host,
-          signal,
-          updateOpencode: (request, progress) => updateOpencodeWith(host, config, request, progress),
-          version: this.config.version,
-        })
-        for (const failure of outcome.failures) log(`Foreground hook of ${failure.plugin.name} failed: ${failure.error.message}`)
-      },
+      paths: this.paths,
+      version: this.config.version,
     })
     if (foreground.exitCode !== 0) process.exitCode = foreground.exitCode
     return {...result, foreground}
-  }
-
-  /** An installed service that was stopped (occ stop) is started again, so the listener runs. */
-  private async resumeListenerService(): Promise<void> {
-    const {resumeService} = await import('../service/service.js')
-    const resumed = await resumeService({instance: this.names.instance, paths: this.paths}).catch(() => undefined)
-    if (resumed?.action === 'started') this.note(`Started the service ${resumed.name} too, so the web UI's update requests are answered.`)
-    if (resumed?.action === 'failed') this.warn(`The service ${resumed.name} is installed but did not start: ${resumed.detail}`)
   }
 
   private render(result: StartResult): void {
@@ -86,3 +64,4 @@ Uses the configured image when it is present locally, else pulls it. Creates the
     this.log(`Ready in:   ${(result.readiness.elapsedMs / 1000).toFixed(1)} s`)
   }
 }
+

@@ -1,4 +1,10 @@
+import type {Hook} from '@oclif/core'
+
+import type {OccConfig} from '../config/schema.js'
+import type {OccPaths} from '../config/paths.js'
+import type {ForegroundContext} from './hooks.js'
 import type {HostRuntime} from './host-runtime.js'
+import {updateOpencodeWith} from './update-entry.js'
 
 export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
 
@@ -83,4 +89,43 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
 
   const why = end ?? 'signal'
   return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' || why === 'hook-failed' ? 1 : 0}
+}
+
+export interface ServeOptions {
+  host: HostRuntime
+  config: OccConfig
+  paths: OccPaths
+  version: string
+  /** Fires the `occ:foreground` hooks (oclif's runHook) with the context. */
+  fireHooks: (context: ForegroundContext) => Promise<Hook.Result<void>>
+  log?: (message: string) => void
+}
+
+/**
+ * Service mode: the foreground hooks (the update listener, third-party plugins) get the runtime,
+ * the config, the shared update plan and a signal; a hook that fails ends the loop non-zero, so
+ * a service manager restarts occ rather than leaving it running without a listener.
+ */
+export async function serveInForeground(options: ServeOptions): Promise<ForegroundResult> {
+  const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`))
+  log('Running in the foreground (Ctrl+C to stop).')
+  return runForeground({
+    host: options.host,
+    log,
+    async runHooks(signal) {
+      const outcome = await options.fireHooks({
+        config: options.config,
+        log,
+        paths: options.paths,
+        runtime: options.host,
+        signal,
+        updateOpencode: (request, progress) => updateOpencodeWith(options.host, options.config, request, progress),
+        version: options.version,
+      })
+      if (outcome.failures.length > 0) {
+        const names = outcome.failures.map((failure) => `${failure.plugin.name}: ${failure.error.message}`)
+        throw new Error(`foreground hook failed (${names.join('; ')})`)
+      }
+    },
+  })
 }

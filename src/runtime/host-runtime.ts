@@ -13,6 +13,7 @@ import {execInContainer} from '../docker/exec.js'
 import {ContainerMissingError, ContainerNotRunningError, OccError} from '../errors.js'
 import {AsyncQueue} from './async-queue.js'
 import {probeHttpHealth} from './http-probe.js'
+import {StopTracker, type StopVerdict} from './stop-events.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
 import type {
   ContainerState,
@@ -25,8 +26,6 @@ import type {
   RestartMethod,
 } from './runtime.js'
 
-/** How long after a `die` we wait for Docker's `stop` event, which marks an API stop. */
-const STOP_EVENT_GRACE_MS = 1500
 export const RESTART_METHOD_SCRIPT =
   'if [ -d /run/systemd/system ]; then echo systemd; elif [ -x /usr/local/bin/opencode-supervisorctl ]; then echo supervisor; else echo container; fi'
 
@@ -148,38 +147,33 @@ export class HostRuntime implements HostRuntimeApi {
       .map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
   }
 
-  async waitForStop(signal: AbortSignal): Promise<{expected: boolean; exitCode?: number} | undefined> {
+  async waitForStop(signal: AbortSignal): Promise<StopVerdict | undefined> {
+    const info = await this.inspect()
+    if (!info) return {expected: false}
+    // By ID, and checked per event: Docker's name filter is a prefix match, so another
+    // instance's container (opencode-cloud-sandbox-x) would otherwise count as ours.
     const stream = (await this.docker.getEvents({
-      filters: {container: [this.names.container], event: ['die', 'stop', 'destroy'], type: ['container']},
+      filters: {container: [info.Id], event: ['die', 'stop', 'start', 'restart', 'destroy'], type: ['container']},
     })) as NodeJS.ReadableStream & {destroy(): void}
-    const onAbort = (): void => stream.destroy()
-    if (signal.aborted) {
-      stream.destroy()
-      return undefined
-    }
-
-    signal.addEventListener('abort', onAbort, {once: true})
     try {
       // Subscribed first, then checked: a stop between the two cannot be missed.
       const state = await this.containerState()
-      if (!state.running) return {exitCode: state.exitCode, expected: false}
+      if (!state.running || state.id !== info.Id) return {exitCode: state.exitCode, expected: false}
       return await new Promise((resolve) => {
+        const tracker = new StopTracker()
         let buffer = ''
-        let died: {exitCode?: number} | undefined
-        let graceTimer: NodeJS.Timeout | undefined
-        const finish = (value: {expected: boolean; exitCode?: number} | undefined): void => {
-          clearTimeout(graceTimer)
+        let pending: {timer: NodeJS.Timeout; verdict: StopVerdict} | undefined
+        const finish = (value: StopVerdict | undefined): void => {
+          if (pending) clearTimeout(pending.timer)
           resolve(value)
         }
 
-        // Aborted while we looked at the state: the stream is already gone, its events with it.
         if (signal.aborted) {
           finish(undefined)
           return
         }
 
         signal.addEventListener('abort', () => finish(undefined), {once: true})
-
         stream.on('data', (chunk: Buffer) => {
           buffer += chunk.toString('utf8')
           let newline = buffer.indexOf('\n')
@@ -187,29 +181,33 @@ export class HostRuntime implements HostRuntimeApi {
             const line = buffer.slice(0, newline)
             buffer = buffer.slice(newline + 1)
             newline = buffer.indexOf('\n')
-            let event: {Action?: string; Actor?: {Attributes?: Record<string, string>}}
+            let event: {Action?: string; Actor?: {Attributes?: Record<string, string>; ID?: string}}
             try {
               event = JSON.parse(line)
             } catch {
               continue
             }
 
-            if (event.Action === 'stop' || event.Action === 'destroy') {
-              finish({exitCode: died?.exitCode, expected: true})
-            } else if (event.Action === 'die') {
-              const code = Number(event.Actor?.Attributes?.exitCode)
-              died = {exitCode: Number.isFinite(code) ? code : undefined}
-              // `docker stop` sends die then stop; a crash or kill sends die alone.
-              graceTimer = setTimeout(() => finish({exitCode: died?.exitCode, expected: false}), STOP_EVENT_GRACE_MS)
+            if (event.Actor?.ID !== info.Id) continue
+            const decision = tracker.onEvent(event.Action, event.Actor?.Attributes)
+            if (decision.kind === 'end') finish(decision.verdict)
+            else if (decision.kind === 'cancel' && pending) {
+              clearTimeout(pending.timer)
+              pending = undefined
+            } else if (decision.kind === 'wait') {
+              if (pending) clearTimeout(pending.timer)
+              const {verdict} = decision
+              pending = {timer: setTimeout(() => finish(verdict), decision.ms), verdict}
             }
           }
         })
-        stream.on('end', () => finish(died ? {exitCode: died.exitCode, expected: false} : undefined))
-        stream.on('error', () => finish(undefined))
-        stream.on('close', () => finish(died ? {exitCode: died.exitCode, expected: false} : undefined))
+        // The stream ending (engine restarted or gone) settles a pending verdict, else "unknown".
+        const ended = (): void => finish(pending?.verdict)
+        stream.on('end', ended)
+        stream.on('close', ended)
+        stream.on('error', ended)
       })
     } finally {
-      signal.removeEventListener('abort', onAbort)
       stream.destroy()
     }
   }

@@ -239,3 +239,15 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
     url: (await host.opencodeUrl()) ?? null,
   }
 }
+
+/**
+ * After a plain start or restart: an installed service that `occ stop` left stopped is started
+ * again, so its listener answers the web UI. Never fails the start itself.
+ */
+export async function resumeInstalledService(host: HostRuntime): Promise<{note?: string; warning?: string}> {
+  const {resumeService} = await import('../service/service.js')
+  const resumed = await resumeService({instance: host.names.instance, paths: host.paths}).catch(() => undefined)
+  if (resumed?.action === 'started') return {note: `Started the service ${resumed.name} too, so the web UI's update requests are answered.`}
+  if (resumed?.action === 'failed') return {warning: `The service ${resumed.name} is installed but did not start: ${resumed.detail}`}
+  return {}
+}

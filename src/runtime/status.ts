@@ -204,7 +204,8 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
     broker: {health: null, process: null, socket: null},
     container: {
       exists: state.exists,
-      finishedAt: state.finishedAt ?? null,
+      // Docker keeps the previous run's FinishedAt while the container runs again.
+      finishedAt: state.running ? null : (state.finishedAt ?? null),
       id: state.id ?? null,
       image: state.image ?? null,
       name: state.name,

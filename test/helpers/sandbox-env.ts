@@ -50,8 +50,8 @@ export function describeRun(result: Result): string {
   return `${command} → exit ${result.exitCode}${how}\n--- stdout\n${String(result.stdout ?? '')}\n--- stderr\n${String(result.stderr ?? '')}`
 }
 
-export async function createSandboxEnv(label = 't'): Promise<SandboxEnv> {
-  const instance = `${label}-${randomBytes(4).toString('hex')}`.slice(0, 32)
+export async function createSandboxEnv(label = 't', options: {instance?: string} = {}): Promise<SandboxEnv> {
+  const instance = options.instance ?? `${label}-${randomBytes(4).toString('hex')}`.slice(0, 32)
   const root = await fs.mkdtemp(path.join(os.tmpdir(), `occ-${label}-`))
   const home = path.join(root, 'home')
   await fs.mkdir(home, {recursive: true})

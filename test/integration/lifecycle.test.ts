@@ -98,8 +98,8 @@ describe('occ against a real Docker engine (fixture image)', function () {
   const worlds: SandboxEnv[] = []
 
   /** A fresh world for one test: own instance, HOME/XDG dirs, a free port; removed in afterEach. */
-  async function world(label: string, settings: Record<string, string> = {}, fixture = true): Promise<SandboxEnv> {
-    const sandbox = await createSandboxEnv(label)
+  async function world(label: string, settings: Record<string, string> = {}, fixture = true, instance?: string): Promise<SandboxEnv> {
+    const sandbox = await createSandboxEnv(label, {instance})
     worlds.push(sandbox)
     // The helper derives the port from the pid; make sure nothing else on this machine holds it.
     if (fixture) await useFixtureImage(sandbox, settings)
@@ -392,6 +392,37 @@ describe('occ against a real Docker engine (fixture image)', function () {
       assert.equal(result.timedOut, false)
       assert.notEqual(result.exitCode, 0, describeRun(result))
       assert.match(err(result), /died unexpectedly/)
+    })
+
+    it('keeps running through occ restart (a restart is not a stop), then exits 0 after occ stop', async () => {
+      const sandbox = await world('fgrestart')
+      const child = foreground(sandbox)
+      let ended = false
+      void child.finally(() => (ended = true))
+      await waitForStderr(child, 'Running in the foreground')
+      expectExit(await sandbox.occ(['restart']), 0)
+      await delay(4000)
+      assert.equal(ended, false, `start --no-daemon ended on a restart: ${ended ? err((await child) as Result) : ''}`)
+      expectExit(await sandbox.occ(['stop']), 0)
+      const result = (await child) as Result
+      expectExit(result, 0)
+      assert.match(err(result), /stopped/)
+    })
+
+    it("is not ended by another instance whose container name starts with its own", async () => {
+      const sandbox = await world('fgprefix')
+      // Docker's name filter is a prefix match: opencode-cloud-sandbox-<x>-b matches <x>.
+      const other = await world('fgprefix', {}, true, `${sandbox.instance}-b`)
+      expectExit(await other.occ(['start']), 0)
+      const child = foreground(sandbox)
+      let ended = false
+      void child.finally(() => (ended = true))
+      await waitForStderr(child, 'Running in the foreground')
+      expectExit(await other.occ(['stop']), 0)
+      await delay(4000)
+      assert.equal(ended, false, `start --no-daemon ended when another instance stopped: ${ended ? err((await child) as Result) : ''}`)
+      expectExit(await sandbox.occ(['stop']), 0)
+      expectExit((await child) as Result, 0)
     })
 
     for (const [when, settleMs] of [['once it has settled', 1500], ['right after it went into the foreground', 0]] as const) {

@@ -184,3 +184,47 @@ describe('runForeground (occ start --no-daemon)', () => {
     assert.equal(result.exitCode, 1)
   })
 })
+
+describe('serveInForeground (service mode)', () => {
+  it('a foreground hook that failed ends the loop with exit 1 (so the service manager restarts occ)', async () => {
+    const {serveInForeground} = await import('../../src/runtime/foreground.js')
+    const fake = fakeHost()
+    const logs: string[] = []
+    const result = await serveInForeground({
+      config: {} as never,
+      async fireHooks() {
+        return {failures: [{error: new Error('listener crashed'), plugin: {name: 'some-plugin'} as never}], successes: []}
+      },
+      host: fake.host,
+      log: (message) => logs.push(message),
+      paths: {} as never,
+      version: '0.0.0',
+    })
+    assert.equal(result.end, 'hook-failed')
+    assert.equal(result.exitCode, 1)
+    assert.ok(logs.some((line) => line.includes('some-plugin: listener crashed')), logs.join('\n'))
+  })
+
+  it('gives the hooks the runtime, config, a live signal and the update plan', async () => {
+    const {serveInForeground} = await import('../../src/runtime/foreground.js')
+    const fake = fakeHost()
+    let seen: {signalAborted: boolean; hasUpdate: boolean; version: string} | undefined
+    const pending = serveInForeground({
+      config: {opencode_repo: 'x'} as never,
+      async fireHooks(context) {
+        seen = {hasUpdate: typeof context.updateOpencode === 'function', signalAborted: context.signal.aborted, version: context.version}
+        await new Promise<void>((resolve) => context.signal.addEventListener('abort', () => resolve(), {once: true}))
+        return {failures: [], successes: []}
+      },
+      host: fake.host,
+      log: () => {},
+      paths: {} as never,
+      version: '1.2.3',
+    })
+    await delay(20)
+    fake.settle.resolve({expected: true, exitCode: 0})
+    const result = await pending
+    assert.deepEqual(seen, {hasUpdate: true, signalAborted: false, version: '1.2.3'})
+    assert.equal(result.exitCode, 0)
+  })
+})
