@@ -1,4 +1,4 @@
-import {existsSync} from 'node:fs'
+import {accessSync, constants, existsSync, statSync} from 'node:fs'
 import os from 'node:os'
 
 import {execa} from 'execa'
@@ -7,6 +7,7 @@ import type {ResourceNames} from '../config/instance.js'
 import {NotSupportedError, OccError, TimeoutError} from '../errors.js'
 import {AsyncQueue} from './async-queue.js'
 import {probeHttpHealth} from './http-probe.js'
+import {restartArgv, restartMethodFrom} from './restart.js'
 import {journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
 import type {ContainerState, ExecOptions, ExecResult, HealthProbe, LogLine, LogsSpec, RestartMethod, Runtime} from './runtime.js'
 
@@ -67,9 +68,17 @@ export class ContainerRuntime implements Runtime {
   }
 
   async restartMethod(): Promise<RestartMethod> {
-    if (existsSync('/run/systemd/system')) return 'systemd'
-    if (existsSync('/usr/local/bin/opencode-supervisorctl')) return 'supervisor'
-    return 'container'
+    return restartMethodFrom(
+      (path) => statSync(path, {throwIfNoEntry: false})?.isDirectory() ?? false,
+      (path) => {
+        try {
+          accessSync(path, constants.X_OK)
+          return true
+        } catch {
+          return false
+        }
+      },
+    )
   }
 
   async restartOpencode(signal?: AbortSignal): Promise<RestartMethod> {
@@ -80,8 +89,7 @@ export class ContainerRuntime implements Runtime {
       })
     }
 
-    const argv = method === 'systemd' ? ['systemctl', 'restart', 'opencode.service'] : ['/usr/local/bin/opencode-supervisorctl', 'restart']
-    const result = await this.exec(argv, {signal, timeoutMs: 60_000, user: 'root'})
+    const result = await this.exec(restartArgv(method), {signal, timeoutMs: 60_000, user: 'root'})
     if (result.exitCode !== 0) throw new OccError('RESTART_FAILED', `Restarting opencode failed: ${result.stderr.trim()}`)
     return method
   }

@@ -13,6 +13,7 @@ import {execInContainer} from '../docker/exec.js'
 import {ContainerMissingError, ContainerNotRunningError, OccError} from '../errors.js'
 import {AsyncQueue} from './async-queue.js'
 import {probeHttpHealth} from './http-probe.js'
+import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv} from './restart.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
 import type {
@@ -26,8 +27,6 @@ import type {
   RestartMethod,
 } from './runtime.js'
 
-export const RESTART_METHOD_SCRIPT =
-  'if [ -d /run/systemd/system ]; then echo systemd; elif [ -x /usr/local/bin/opencode-supervisorctl ]; then echo supervisor; else echo container; fi'
 
 export interface HostRuntimeOptions {
   config: OccConfig
@@ -102,8 +101,7 @@ export class HostRuntime implements HostRuntimeApi {
 
   async restartMethod(): Promise<RestartMethod> {
     const result = await this.exec(['sh', '-c', RESTART_METHOD_SCRIPT], {timeoutMs: 10_000, user: 'root'})
-    const method = result.stdout.trim()
-    return method === 'systemd' || method === 'supervisor' ? method : 'container'
+    return parseRestartMethod(result.stdout)
   }
 
   async restartOpencode(signal?: AbortSignal): Promise<RestartMethod> {
@@ -113,11 +111,7 @@ export class HostRuntime implements HostRuntimeApi {
       return method
     }
 
-    const argv =
-      method === 'systemd'
-        ? ['systemctl', 'restart', 'opencode.service']
-        : ['/usr/local/bin/opencode-supervisorctl', 'restart']
-    const result = await this.exec(argv, {signal, timeoutMs: 60_000, user: 'root'})
+    const result = await this.exec(restartArgv(method), {signal, timeoutMs: 60_000, user: 'root'})
     if (result.exitCode !== 0) {
       throw new OccError('RESTART_FAILED', `Restarting opencode (${method}) failed (exit ${result.exitCode}): ${result.stderr.trim()}`)
     }
@@ -141,10 +135,7 @@ export class HostRuntime implements HostRuntimeApi {
 
   /** Bind mounts of the existing container: what is really mounted, not what the config says. */
   async bindMounts(): Promise<MountSpec[]> {
-    const state = await this.containerState()
-    return state.mounts
-      .filter((mount) => mount.type === 'bind')
-      .map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
+    return bindMountSpecs((await this.containerState()).mounts)
   }
 
   async waitForStop(signal: AbortSignal): Promise<StopVerdict | undefined> {
@@ -276,6 +267,11 @@ export class HostRuntime implements HostRuntimeApi {
     )
     yield* queue
   }
+}
+
+/** The bind mounts among a container's mounts, as mount specs. */
+export function bindMountSpecs(mounts: ContainerState['mounts']): MountSpec[] {
+  return mounts.filter((mount) => mount.type === 'bind').map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
 }
 
 /** Splits Docker's multiplexed (8-byte header) log body into frames. */

@@ -2,7 +2,7 @@ import {findStateMount, hostCommandsDir, parseMountSpec} from '../config/mounts.
 import {listenerMountProblem} from '../protocol/commands-dir.js'
 import {describeListener, isPidAlive, readListenerStatus} from '../protocol/listener-status.js'
 import {serviceStatus} from '../service/service.js'
-import type {HostRuntime} from './host-runtime.js'
+import {bindMountSpecs, type HostRuntime} from './host-runtime.js'
 import type {StatusView} from './status.js'
 
 /**
@@ -32,9 +32,7 @@ export function securityView(config: HostRuntime['config']): NonNullable<StatusV
 
 async function listenerView(host: HostRuntime, view: StatusView): Promise<StatusView['listener']> {
   // The container's real mounts when it exists; otherwise what the config would create.
-  const mounts = view.container.exists
-    ? view.mounts.filter((mount) => mount.type === 'bind').map((mount) => ({container: mount.target, host: mount.source, readOnly: mount.readOnly}))
-    : host.config.mounts.map((spec) => parseMountSpec(spec))
+  const mounts = view.container.exists ? bindMountSpecs(view.mounts) : host.config.mounts.map((spec) => parseMountSpec(spec))
   const problem = listenerMountProblem(mounts)
   const stateMount = findStateMount(mounts)
   if (problem || !stateMount) {

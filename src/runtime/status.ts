@@ -27,7 +27,6 @@ export interface SandboxFacts {
   imageVersion?: string
   brokerProcess?: boolean
   brokerSocket?: boolean
-  init?: 'other' | 'supervisor' | 'systemd'
 }
 
 /** One exec answers every in-sandbox question (an exec costs ~50 ms). Constant text, no input. */
@@ -38,7 +37,6 @@ export const SANDBOX_FACTS_SCRIPT = [
   'if [ -d /run/systemd/system ]; then systemctl is-active --quiet opencode-broker.service && echo broker_process=1 || echo broker_process=0;' +
     ' else pgrep -x opencode-broker >/dev/null 2>&1 && echo broker_process=1 || echo broker_process=0; fi',
   'test -S /run/opencode/auth.sock && echo broker_socket=1 || echo broker_socket=0',
-  'if [ -d /run/systemd/system ]; then echo init=systemd; elif [ -x /usr/local/bin/opencode-supervisorctl ]; then echo init=supervisor; else echo init=other; fi',
 ].join('\n')
 
 const MAX_FACT = 120
@@ -81,11 +79,6 @@ export function parseSandboxFacts(stdout: string): SandboxFacts {
 
       case 'broker_socket': {
         facts.brokerSocket = value === '1'
-        break
-      }
-
-      case 'init': {
-        if (value === 'systemd' || value === 'supervisor' || value === 'other') facts.init = value
         break
       }
     }

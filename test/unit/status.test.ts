@@ -117,7 +117,6 @@ describe('status model', () => {
         brokerSocket: true,
         commit: COMMIT,
         imageVersion: 'fixture-1',
-        init: 'supervisor',
         opencodeVersion: '1.0.0-fixture',
       })
     })
@@ -129,7 +128,6 @@ describe('status model', () => {
       assert.equal(facts.imageVersion, undefined)
       assert.equal(facts.brokerProcess, false)
       assert.equal(facts.brokerSocket, false)
-      assert.equal(facts.init, 'other')
     })
 
     it('strips control characters (terminal escapes, CR, NUL, C1) from values', () => {
@@ -318,5 +316,25 @@ describe('status model', () => {
       assert.equal(view.opencode.health, null)
       assert.equal(view.broker.health, null)
     })
+  })
+})
+
+describe('restart method detection', () => {
+  it('the sandbox script and the local check agree, in the same order', async () => {
+    const {execFileSync} = await import('node:child_process')
+    const {existsSync} = await import('node:fs')
+    const {RESTART_METHOD_SCRIPT, parseRestartMethod, restartArgv, restartMethodFrom} = await import('../../src/runtime/restart.js')
+    // The script on this machine (no systemd dir, no supervisor) says 'container', like the local check.
+    const local = restartMethodFrom(
+      (path) => existsSync(path),
+      (path) => existsSync(path),
+    )
+    assert.equal(parseRestartMethod(execFileSync('sh', ['-c', RESTART_METHOD_SCRIPT], {encoding: 'utf8'})), local)
+    assert.equal(restartMethodFrom(() => true, () => true), 'systemd')
+    assert.equal(restartMethodFrom(() => false, (path) => path.endsWith('opencode-supervisorctl')), 'supervisor')
+    assert.equal(parseRestartMethod('supervisor\n'), 'supervisor')
+    assert.equal(parseRestartMethod('garbage'), 'container')
+    assert.deepEqual(restartArgv('systemd'), ['systemctl', 'restart', 'opencode.service'])
+    assert.deepEqual(restartArgv('supervisor'), ['/usr/local/bin/opencode-supervisorctl', 'restart'])
   })
 })
