@@ -4,6 +4,7 @@ import type {OccConfig} from '../config/schema.js'
 import type {OccPaths} from '../config/paths.js'
 import type {ForegroundContext} from './hooks.js'
 import type {HostRuntime} from './host-runtime.js'
+import {handleInterrupts} from './interrupts.js'
 import {updateOpencodeWith} from './update-entry.js'
 
 export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
@@ -14,7 +15,7 @@ export interface ForegroundOptions {
   runHooks: (signal: AbortSignal) => Promise<void>
   log: (message: string) => void
   /** For tests: where signals come from. */
-  processLike?: Pick<NodeJS.Process, 'off' | 'on'>
+  processLike?: Pick<NodeJS.Process, 'exit' | 'off' | 'on'>
 }
 
 export interface ForegroundResult {
@@ -40,20 +41,10 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
     controller.abort(new Error(why))
   }
 
-  let signals = 0
-  const onSignal = (name: NodeJS.Signals): void => {
-    signals++
-    if (signals === 1) {
-      options.log(`Received ${name}; finishing the current work, then stopping.`)
-      finish('signal')
-    } else {
-      options.log(`Received ${name} again; exiting now.`)
-      process.exit(130)
-    }
-  }
-
-  processLike.on('SIGINT', onSignal)
-  processLike.on('SIGTERM', onSignal)
+  const dispose = handleInterrupts((name) => {
+    options.log(`Received ${name}; finishing the current work, then stopping (send it again to exit at once).`)
+    finish('signal')
+  }, processLike)
   const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), {once: true}))
   const watcher = options.host.waitForStop(controller.signal).then(
     (stop) => {
@@ -83,8 +74,7 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
     await Promise.all([hooks, aborted])
     await watcher
   } finally {
-    processLike.off('SIGINT', onSignal)
-    processLike.off('SIGTERM', onSignal)
+    dispose()
   }
 
   const why = end ?? 'signal'

@@ -141,21 +141,14 @@ describe('runForeground (occ start --no-daemon)', () => {
   it('a second signal while the hooks wind down exits at once (130)', async () => {
     const {emitter, options} = setup(200)
     const exits: Array<number | undefined> = []
-    const realExit = process.exit
-    process.exit = ((code?: number) => {
-      exits.push(code)
-    }) as typeof process.exit
-    try {
-      const running = runForeground(options)
-      await delay(5)
-      emitter.emit('SIGTERM', 'SIGTERM')
-      await delay(5)
-      emitter.emit('SIGINT', 'SIGINT')
-      assert.deepEqual(exits, [130])
-      await running
-    } finally {
-      process.exit = realExit
-    }
+    Object.assign(emitter, {exit: (code?: number) => exits.push(code)})
+    const running = runForeground(options)
+    await delay(5)
+    emitter.emit('SIGTERM', 'SIGTERM')
+    await delay(5)
+    emitter.emit('SIGINT', 'SIGINT')
+    assert.deepEqual(exits, [130])
+    await running
   })
 
   it('hooks that return at once do not end it: it still waits for the container or a signal', async () => {

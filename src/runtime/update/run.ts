@@ -1,4 +1,5 @@
 import type {OccConfig} from '../../config/schema.js'
+import {handleInterrupts} from '../interrupts.js'
 import type {Runtime} from '../runtime.js'
 import type {UpdateOutcome, UpdateRequest} from '../update-types.js'
 import {runUpdatePlan, type UpdatePlanOptions} from './plan.js'
@@ -32,23 +33,16 @@ export async function runUpdateInteractive(
     stdoutIsTTY: process.stdout.isTTY === true,
   })
   const controller = new AbortController()
-  let interrupts = 0
-  const onSignal = (signal: NodeJS.Signals): void => {
-    interrupts++
-    if (interrupts > 1) process.exit(signal === 'SIGINT' ? 130 : 143)
+  const dispose = handleInterrupts((signal) => {
     options.note('Stopping: a fetch or build is cancelled and nothing changes; past the switch, occ finishes checking first. Press Ctrl+C again to quit at once.')
     controller.abort(new Error(`${signal} received`))
-  }
-
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
+  })
   try {
     return await runWithProgress(
       (progress) => runUpdatePlan(runtime, config, request, {...progress, signal: controller.signal}, options.plan),
       renderer,
     )
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    dispose()
   }
 }
