@@ -24,6 +24,8 @@ export interface FakeBuild {
   healthFail?: boolean
   /** The build takes this long (ms), unless killed. */
   buildMs?: number
+  /** Extra output chunks the build writes (as a hostile build could). */
+  output?: string[]
 }
 
 export const SHA = {
@@ -298,6 +300,7 @@ export class FakeSandbox implements Runtime {
     const build = this.builds[this.checkedOut!]
     this.events.push(`build:${this.checkedOut}`)
     options.onOutput?.(`building ${build.version}\n`, 'stdout')
+    for (const chunk of build.output ?? []) options.onOutput?.(chunk, 'stdout')
     if (build.buildMs) {
       const killed = await new Promise<boolean>((resolve, reject) => {
         const timer = setTimeout(() => resolve(false), build.buildMs)

@@ -333,6 +333,18 @@ describe('update plan (fake runtime)', () => {
     assert.ok(lines.includes('git: working'))
   })
 
+  it('cuts a build that writes without newlines into 64 KiB lines instead of buffering it all', async () => {
+    const sandbox = new FakeSandbox()
+    const chunk = 'x'.repeat(50_000)
+    sandbox.builds[SHA.dev].output = Array.from({length: 8}, () => chunk)
+    const lines: string[] = []
+    await runUpdatePlan(sandbox, config, {}, {onOutput: (line) => lines.push(line)}, FAST)
+    const xs = lines.filter((line) => line.startsWith('x'))
+    assert.ok(xs.length >= 6, `expected the 400 kB to arrive as several lines, got ${xs.length}`)
+    assert.ok(xs.every((line) => line.length <= 64 * 1024), 'a line longer than 64 KiB was passed on')
+    assert.equal(xs.join('').length, 8 * 50_000)
+  })
+
   it('rejects both a branch and a commit before anything runs in the sandbox', async () => {
     const sandbox = new FakeSandbox()
     const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev', commit: SHA.dev}, {}, FAST)

@@ -26,9 +26,6 @@ export const IMAGE_RECIPE = '/usr/local/bin/opencode-build'
 export const OPENCODE_USER = 'opencoder'
 export const DEFAULT_BRANCH = 'dev'
 
-/** Top-level names that belong to the layout itself, never to a release. */
-export const RESERVED_NAMES = new Set(['COMMIT', 'current', 'releases'])
-
 const FULL_SHA = /^[0-9a-f]{40}$/
 
 export function isFullSha(value: string | undefined): value is string {
@@ -108,12 +105,6 @@ export function parseLsRemote(stdout: string, branch: string): string | undefine
   }
 
   return undefined
-}
-
-/** Releases to delete: everything except the ones to keep (current and previous). */
-export function releasesToPrune(releases: string[], keep: Array<string | undefined>): string[] {
-  const kept = new Set(keep.filter(Boolean))
-  return releases.filter((name) => !kept.has(name) && !name.startsWith('.') && !RESERVED_NAMES.has(name))
 }
 
 /** The release directory name for the plain layout the image ships (before any update). */

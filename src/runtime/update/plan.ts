@@ -47,6 +47,7 @@ import {
   UNLOCK_SCRIPT,
 } from './scripts.js'
 import {describeTarget, parseUpdateTarget, type UpdateTarget} from './target.js'
+import {LineSplitter} from '../logs-spec.js'
 
 export interface UpdatePlanOptions {
   /** How long the new version gets to answer healthy before it is rolled back (default 60 s). */
@@ -589,18 +590,16 @@ class UpdateRun {
   /** exec as root, with output streamed as progress lines when asked. */
   private exec(argv: string[], options: Omit<ExecOptions, 'onOutput'> & {onOutput?: 'all' | 'stderr'} = {}): Promise<ExecResult> {
     const {onOutput, ...rest} = options
-    let pending = ''
+    // Build output is the sandbox's text: whole lines, each capped (LineSplitter), never an unbounded buffer.
+    const lines = new LineSplitter('stdout', false)
     const stream = onOutput
       ? (chunk: string, from: 'stderr' | 'stdout') => {
           if (onOutput === 'stderr' && from !== 'stderr') return
-          pending += chunk
-          const lines = pending.split('\n')
-          pending = lines.pop() ?? ''
-          for (const line of lines) this.output(line)
+          for (const line of lines.push(chunk)) this.output(line.text)
         }
       : undefined
     return this.runtime.exec(argv, {user: 'root', ...rest, ...(stream ? {onOutput: stream} : {})}).finally(() => {
-      if (pending) this.output(pending)
+      for (const line of lines.flush()) this.output(line.text)
     })
   }
 
