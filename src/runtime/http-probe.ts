@@ -1,4 +1,8 @@
-import http from 'node:http'
+import {createRequire} from 'node:module'
+
+// require(), not import: an ESM import of node:http evaluates all its lazy exports, which loads
+// undici (WebSocket and friends) — ~20 ms of every `occ status` for nothing.
+const http = createRequire(import.meta.url)('node:http') as typeof import('node:http')
 
 import type {HealthProbe} from './runtime.js'
 

@@ -80,6 +80,8 @@ export async function serviceStatus(options: ServiceStatusOptions): Promise<Serv
     name: target.name,
     unitPath: target.unitPath,
   }
+  // Nothing to ask the manager about a service that is not installed (and `occ status` stays fast).
+  if (!status.installed) return status
   Object.assign(status, await managerOps(host, target).state())
   if (target.manager === 'systemd') status.linger = await detectLinger(host)
   return status

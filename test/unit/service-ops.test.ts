@@ -275,22 +275,20 @@ describe('service install / uninstall / status (temp unit dir, recorded manager 
     it('status: installed, active, enabled, linger — and unknown activity without a manager', async () => {
       const paths = resolvePaths()
       const systemd = fakeSystemd({linger: 'no'})
+      // Not installed: nothing is asked of the manager (status stays fast).
       assert.deepEqual(await serviceStatus({host: host('systemd', systemd.run), instance: 'work', paths}), {
-        active: false,
-        enabled: false,
         installed: false,
-        linger: false,
         manager: 'systemd',
         name: 'opencode-cloud-work.service',
-        reachable: true,
-        state: 'inactive',
         unitPath: unitFile('opencode-cloud-work.service'),
       })
+      assert.deepEqual(systemd.calls, [])
       await installService({host: host('systemd', systemd.run), spec: spec('work')})
       const status = await serviceStatus({host: host('systemd', systemd.run), instance: 'work', paths})
       assert.equal(status.installed, true)
       assert.equal(status.active, true)
       assert.equal(status.enabled, true)
+      assert.equal(status.linger, false)
       const offline = await serviceStatus({host: host('systemd', fakeSystemd({reachable: false}).run), instance: 'work', paths})
       assert.deepEqual(
         {active: offline.active, installed: offline.installed, reachable: offline.reachable},
