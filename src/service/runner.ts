@@ -1,5 +1,3 @@
-import {execa} from 'execa'
-
 export interface CommandResult {
   /** 127 when the program could not be started (not installed). */
   exitCode: number
@@ -14,6 +12,8 @@ export interface CommandResult {
 export type CommandRunner = (file: string, args: string[]) => Promise<CommandResult>
 
 export const execaRunner: CommandRunner = async (file, args) => {
+  // Loaded on first use: `occ status` imports this module but rarely runs anything (~30 ms saved).
+  const {execa} = await import('execa')
   const result = await execa(file, args, {reject: false, stdin: 'ignore', timeout: 200_000})
   if (result.exitCode === undefined) {
     // Spawn failures (ENOENT) resolve with no exit code under reject:false.
