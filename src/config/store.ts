@@ -1,10 +1,9 @@
-import {randomUUID} from 'node:crypto'
-import {constants} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import * as z from 'zod'
 
 import {ConfigError} from '../errors.js'
+import {writeFileNoFollow} from '../protocol/safe-fs.js'
 import {stripJsonc} from './jsonc.js'
 import {defaultMounts, parseMountSpec} from './mounts.js'
 import type {OccPaths} from './paths.js'
@@ -160,32 +159,14 @@ export async function saveConfig(paths: OccPaths, config: OccConfig): Promise<vo
   await writeFileAtomic(paths.configFile, `${JSON.stringify(out, null, 2)}\n`)
 }
 
-/** Temp file (O_EXCL, never following a symlink) + fsync + rename + fsync of the directory. */
+/**
+ * Temp file (O_CREAT|O_EXCL|O_NOFOLLOW, random name) + fsync + rename + fsync of the directory:
+ * occ's one atomic writer, writeFileNoFollow, with the parent directory created first.
+ */
 export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
   const dir = path.dirname(file)
   await fs.mkdir(dir, {recursive: true})
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomUUID()}.tmp`)
-  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
-  try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-
-  try {
-    await fs.rename(tmp, file)
-  } catch (error) {
-    await fs.rm(tmp, {force: true})
-    throw error
-  }
-
-  const dirHandle = await fs.open(dir, 'r')
-  try {
-    await dirHandle.sync()
-  } finally {
-    await dirHandle.close()
-  }
+  await writeFileNoFollow(dir, path.basename(file), data, {mode})
 }
 
 export function resolveConfigKey(key: string): keyof OccConfig {

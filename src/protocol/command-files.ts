@@ -29,3 +29,20 @@ export function parseClaimFileName(name: string): {pid: number} | undefined {
   const pid = Number(match[1])
   return Number.isSafeInteger(pid) && pid > 0 ? {pid} : undefined
 }
+
+/**
+ * Where the listener sets aside an entry it will not read or delete: a non-empty directory (or
+ * anything that keeps changing its kind) found at the request, claim, result or listener.json
+ * path. The host never walks into a tree the sandbox can still change, so such an entry is
+ * renamed to `.rejected.<random>` and left for the sandbox to clean up; the listener ignores
+ * these names.
+ */
+export const QUARANTINE_PREFIX = '.rejected.'
+
+export function quarantineName(random = randomBytes(8).toString('hex')): string {
+  return `${QUARANTINE_PREFIX}${random}`
+}
+
+export function isQuarantineName(name: string): boolean {
+  return name.startsWith(QUARANTINE_PREFIX)
+}

@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {CONTAINER_COMMANDS_DIR, findStateMount, hostCommandsDir, MOUNT_STATE, type MountSpec} from '../config/mounts.js'
+import {findStateMount, hostCommandsDir, MOUNT_STATE, type MountSpec} from '../config/mounts.js'
+import {OpenDir, type OpenedDir} from './safe-dir.js'
 
 /** The sandbox image's user (opencoder) that the web UI runs as. */
 export const CONTAINER_UID = 1000
@@ -21,67 +22,107 @@ export function commandsDirMode(hostUid: number | undefined, containerUid = CONT
 export function listenerMountProblem(mounts: MountSpec[]): string | undefined {
   const state = findStateMount(mounts)
   if (!state) {
-    return `no bind mount for ${MOUNT_STATE} (the web UI writes its update requests under it); enable the default mounts`
+    // Short enough for `occ status` (sandbox-side text there is capped at 120 characters).
+    return `no bind mount for ${MOUNT_STATE}, where the web UI writes update requests; enable default mounts`
   }
 
   if (state.readOnly) {
-    return `the bind mount for ${MOUNT_STATE} is read-only, so the web UI cannot write ${CONTAINER_COMMANDS_DIR}`
+    return `the bind mount for ${MOUNT_STATE} is read-only, so the web UI cannot write its update requests`
   }
 
   return undefined
 }
 
 export interface PreparedDir {
+  /** The host path of the commands dir. */
   dir: string
-  /** realpath of dir when it was prepared: later checks compare against it. */
+  /** realpath of dir when it was prepared. */
   realDir: string
   mode: number
+  /**
+   * The commands dir, opened once (O_DIRECTORY|O_NOFOLLOW). Every later file operation goes
+   * through it, so a dir renamed or replaced by the sandbox cannot redirect one (see OpenDir).
+   * Whoever prepared the dir closes it when done.
+   */
+  handle: OpenedDir
+}
+
+export interface PrepareOptions {
+  hostUid?: number
+  containerUid?: number
+  /** Force /proc/self/fd use on or off (default: when it works). Tests turn it off for the fallback. */
+  proc?: boolean
+  /** Test seam: runs after `commands` was created or found, before it is opened (a sandbox racing us). */
+  beforeOpen?: () => Promise<void>
 }
 
 /**
- * Creates `<state mount host path>/opencode-cloud/commands` if needed and checks that neither
- * part is a symlink (the sandbox may be able to write the mount's root). Sets the mode when we
- * own the dir.
+ * Creates `<state mount host path>/opencode-cloud/commands` if needed and opens it. Each level
+ * is opened with O_DIRECTORY|O_NOFOLLOW through the one above it (on Linux via /proc/self/fd),
+ * so a symlink at either name is refused, and the mode is set through the handle (fchmod), never
+ * by path: a path the sandbox swapped for a symlink cannot make occ chmod a host file. The mode
+ * is set on a dir occ created or owns.
  */
-export async function prepareCommandsDir(stateMount: MountSpec, options: {hostUid?: number; containerUid?: number} = {}): Promise<PreparedDir> {
+export async function prepareCommandsDir(stateMount: MountSpec, options: PrepareOptions = {}): Promise<PreparedDir> {
   const hostUid = options.hostUid ?? process.getuid?.()
   const dir = hostCommandsDir(stateMount)
-  const parent = path.dirname(dir)
+  // The mount root itself cannot be renamed from inside (it is the container's mount point), and
+  // the components above it are the host user's own.
   const stateRoot = await fs.realpath(stateMount.host)
-  await ensureRealDir(parent, 0o755)
-  const mode = commandsDirMode(hostUid, options.containerUid)
-  await ensureRealDir(dir, mode)
-  const stat = await fs.lstat(dir)
-  if (hostUid !== undefined && stat.uid === hostUid && (stat.mode & 0o7777) !== mode) await fs.chmod(dir, mode)
-  const realDir = await fs.realpath(dir)
   const expected = path.join(stateRoot, 'opencode-cloud', 'commands')
-  if (realDir !== expected) throw new Error(`${dir} resolves to ${realDir}, not ${expected}; refusing to use it`)
-  return {dir, mode, realDir}
-}
-
-/**
- * Checks, before each round of work, that the dir is still the real directory we prepared (not
- * replaced by a symlink). Node has no openat(), so this narrows the window rather than closing it.
- */
-export async function commandsDirIntact(prepared: PreparedDir): Promise<boolean> {
+  const root = await OpenDir.open(stateRoot, {proc: options.proc})
+  let handle: OpenDir | undefined
   try {
-    const stat = await fs.lstat(prepared.dir)
-    if (!stat.isDirectory()) return false
-    return (await fs.realpath(prepared.dir)) === prepared.realDir
-  } catch {
-    return false
+    const parent = await openChild(root, 'opencode-cloud', path.dirname(dir), {hostUid, mode: 0o755, proc: options.proc})
+    try {
+      const mode = commandsDirMode(hostUid, options.containerUid)
+      handle = await openChild(parent, 'commands', dir, {beforeOpen: options.beforeOpen, fixMode: true, hostUid, mode, proc: options.proc})
+      // The host path must lead to the dir we opened, and to where it should be.
+      const problem = await handle.problem()
+      if (problem) throw new Error(`${problem}; refusing to use it`)
+      const realDir = await fs.realpath(dir)
+      if (realDir !== expected) throw new Error(`${dir} resolves to ${realDir}, not ${expected}; refusing to use it`)
+      return {dir, handle, mode, realDir}
+    } finally {
+      await parent.close()
+    }
+  } catch (error) {
+    await handle?.close()
+    throw error
+  } finally {
+    await root.close()
   }
 }
 
-async function ensureRealDir(dir: string, mode: number): Promise<void> {
+/** Whether the host path still leads to the dir that was prepared (not replaced, moved or deleted). */
+export async function commandsDirIntact(prepared: PreparedDir): Promise<boolean> {
+  return (await prepared.handle.problem()) === undefined
+}
+
+async function openChild(
+  parent: OpenDir,
+  name: string,
+  hostPath: string,
+  options: {mode: number; hostUid?: number; fixMode?: boolean; proc?: boolean; beforeOpen?: () => Promise<void>},
+): Promise<OpenDir> {
+  let created = false
   try {
-    await fs.mkdir(dir, {mode})
-    await fs.chmod(dir, mode) // mkdir's mode is reduced by the umask
+    await fs.mkdir(await parent.entry(name), {mode: options.mode})
+    created = true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
   }
 
-  const stat = await fs.lstat(dir)
-  if (stat.isSymbolicLink()) throw new Error(`${dir} is a symlink; refusing to follow it`)
-  if (!stat.isDirectory()) throw new Error(`${dir} exists and is not a directory`)
+  await options.beforeOpen?.()
+  const child = await OpenDir.open(hostPath, {proc: options.proc, via: await parent.entry(name)})
+  try {
+    const stat = await child.stat()
+    const ours = options.hostUid !== undefined && stat.uid === options.hostUid
+    // mkdir's mode is reduced by the umask; fchmod through the handle, never chmod by path.
+    if ((created || (options.fixMode && ours)) && (stat.mode & 0o7777) !== options.mode) await child.chmod(options.mode)
+    return child
+  } catch (error) {
+    await child.close()
+    throw error
+  }
 }

@@ -1,8 +1,11 @@
+import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 
+import {cleanText} from '../runtime/status.js'
 import {LISTENER_FILE} from './command-files.js'
 import {readUntrustedFile} from './safe-fs.js'
 import {type ListenerStatusFile, listenerStatusSchema} from './schemas.js'
+import {parseUntrustedJson} from './untrusted-json.js'
 
 /** What `occ status` shows about the update listener. */
 export type ListenerView =
@@ -18,6 +21,11 @@ export interface ReadListenerOptions {
    * nothing); without it, staleness is judged from the heartbeat alone.
    */
   isAlive?: (pid: number) => boolean
+  /**
+   * With isAlive: whether that live pid is an occ process at all (the sandbox can write
+   * listener.json, e.g. with pid 1). Default: processLooksLikeOcc.
+   */
+  looksLikeOcc?: (pid: number) => boolean
 }
 
 /** A listener is stale when its heartbeat is older than this many heartbeat intervals. */
@@ -37,23 +45,32 @@ export async function readListenerStatus(commandsDir: string, options: ReadListe
 
   if (read.kind === 'missing') return {state: 'absent'}
   if (read.kind !== 'ok') return {reason: `${LISTENER_FILE} is unreadable (${read.kind})`, state: 'stale'}
-  let raw: unknown
-  try {
-    raw = JSON.parse(read.data.toString('utf8'))
-  } catch {
-    return {reason: `${LISTENER_FILE} is not valid JSON`, state: 'stale'}
-  }
-
-  const parsed = listenerStatusSchema.safeParse(raw)
+  const json = parseUntrustedJson(read.data)
+  if (!json.ok) return {reason: `${LISTENER_FILE} is not valid JSON`, state: 'stale'}
+  const parsed = listenerStatusSchema.safeParse(json.value)
   if (!parsed.success) return {reason: `${LISTENER_FILE} does not match its schema`, state: 'stale'}
-  return judgeListenerStatus(parsed.data, options)
+  return judgeListenerStatus(cleanStatus(parsed.data), options)
+}
+
+/**
+ * The file's free-text fields came from a directory the sandbox can write and end up on a
+ * terminal (`occ status`): control characters stripped, length capped (cleanText).
+ */
+export function cleanStatus(status: ListenerStatusFile): ListenerStatusFile {
+  const clean: ListenerStatusFile = {...status, version: cleanText(status.version) ?? '?'}
+  if (status.request_id !== undefined) clean.request_id = cleanText(status.request_id) ?? ''
+  if (status.disabled_reason !== undefined) clean.disabled_reason = cleanText(status.disabled_reason) ?? 'disabled'
+  return clean
 }
 
 /** The pure part of readListenerStatus: active, stale or disabled, from a parsed file. */
 export function judgeListenerStatus(status: ListenerStatusFile, options: ReadListenerOptions = {}): ListenerView {
   const now = (options.now ?? new Date()).getTime()
-  if (options.isAlive && !options.isAlive(status.pid)) {
-    return {reason: `the listener process (pid ${status.pid}) is gone`, state: 'stale', status}
+  if (options.isAlive) {
+    if (!options.isAlive(status.pid)) return {reason: `the listener process (pid ${status.pid}) is gone`, state: 'stale', status}
+    if (!(options.looksLikeOcc ?? processLooksLikeOcc)(status.pid)) {
+      return {reason: `pid ${status.pid} is not an occ process`, state: 'stale', status}
+    }
   }
 
   const age = now - Date.parse(status.heartbeat_at)
@@ -99,6 +116,32 @@ export function formatAge(ms: number): string {
   if (minutes < 60) return `${minutes}m ${seconds % 60}s`
   const hours = Math.floor(minutes / 60)
   return `${hours}h ${minutes % 60}m`
+}
+
+/**
+ * Whether a live pid looks like `occ start --no-daemon`: on Linux, an argument in
+ * /proc/<pid>/cmdline is oclif's bin/run.js or bin/dev.js, or a program named occ*. A heuristic
+ * against a planted pid (1, a shell): a process can name itself anything. Where /proc cannot
+ * tell (other systems, hidepid), the answer is yes and staleness rests on the heartbeat.
+ */
+export function processLooksLikeOcc(pid: number): boolean {
+  if (process.platform !== 'linux') return true
+  let cmdline: string
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    // The pid's entry is gone (it died meanwhile) when /proc itself works; otherwise we cannot tell.
+    return !existsSync('/proc/self/cmdline')
+  }
+
+  if (cmdline === '') return false // a kernel thread, or a zombie
+  return cmdline
+    .split('\0')
+    .slice(0, 8)
+    .some((arg) => {
+      const base = path.basename(arg)
+      return base === 'run.js' || base === 'dev.js' || /^occ\b/.test(base)
+    })
 }
 
 /** `process.kill(pid, 0)`: true when the pid exists (EPERM means it exists but is not ours). */

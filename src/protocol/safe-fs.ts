@@ -6,9 +6,9 @@
 import {randomBytes} from 'node:crypto'
 import {constants, type Stats} from 'node:fs'
 import fs from 'node:fs/promises'
-import path from 'node:path'
 
-import {MAX_REQUEST_BYTES} from './command-files.js'
+import {isQuarantineName, MAX_REQUEST_BYTES, quarantineName} from './command-files.js'
+import {type DirRef, toDirRef} from './safe-dir.js'
 
 export type FileKind = 'block-device' | 'character-device' | 'directory' | 'fifo' | 'file' | 'socket' | 'symlink' | 'unknown'
 
@@ -92,22 +92,28 @@ function missingOr(error: unknown): UntrustedRead {
 }
 
 export interface WriteOptions {
-  /** The final file's mode. The sandbox must be able to read results and listener.json. */
+  /** The final file's mode, exactly (not reduced by the umask). */
   mode?: number
-  /** fsync the file and the directory (results: yes; the heartbeat: not worth the disk flush). */
+  /** fsync the file and the directory (results, config: yes; the heartbeat: not worth the disk flush). */
   fsync?: boolean
+  /**
+   * A directory planted at `name` (which makes the rename fail): remove it if it is empty, else
+   * set it aside under a quarantine name; never descend into it. Off: the write fails (EISDIR).
+   */
+  clearDirectory?: boolean
 }
 
 /**
  * Writes `dir/name` so that a reader never sees half a file and a link planted at `name` is
- * replaced, not written through: a temp file created with O_EXCL|O_NOFOLLOW under a random
- * name, written, fsynced, then renamed over `name`. A directory planted at `name` (which would
- * make rename fail) is moved aside and removed first.
+ * replaced, not written through: a temp file created with O_CREAT|O_EXCL|O_NOFOLLOW under a
+ * random name, written, fsynced, then renamed over `name`, then the directory fsynced. The one
+ * atomic writer in occ (config, service units, the commands dir).
  */
-export async function writeFileNoFollow(dir: string, name: string, data: string, options: WriteOptions = {}): Promise<void> {
-  const {fsync = true, mode = 0o644} = options
-  const tmp = path.join(dir, `.${name}.${randomBytes(8).toString('hex')}.tmp`)
-  const handle = await fs.open(tmp, CREATE_FLAGS, mode)
+export async function writeFileNoFollow(dir: DirRef | string, name: string, data: string, options: WriteOptions = {}): Promise<void> {
+  const {clearDirectory = false, fsync = true, mode = 0o644} = options
+  const ref = toDirRef(dir)
+  const tmpName = `.${name}.${randomBytes(8).toString('hex')}.tmp`
+  const handle = await fs.open(await ref.entry(tmpName), CREATE_FLAGS, mode)
   try {
     try {
       await handle.writeFile(data)
@@ -117,45 +123,80 @@ export async function writeFileNoFollow(dir: string, name: string, data: string,
       await handle.close()
     }
 
-    const target = path.join(dir, name)
-    try {
-      await fs.rename(tmp, target)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code !== 'EISDIR' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error
-      await removeEntry(dir, name)
-      await fs.rename(tmp, target)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.rename(await ref.entry(tmpName), await ref.entry(name))
+        break
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        const directoryInTheWay = code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST'
+        if (!clearDirectory || !directoryInTheWay || attempt >= 3) throw error
+        await disposeEntry(ref, name)
+      }
     }
   } catch (error) {
-    await fs.rm(tmp, {force: true}).catch(() => {})
+    // unlink, not rm: if the name now holds something else, it is not ours to walk into.
+    await fs.unlink(await ref.entry(tmpName)).catch(() => {})
     throw error
   }
 
-  if (fsync) await syncDir(dir)
+  if (fsync) await ref.sync()
 }
 
-/** Removes whatever is at dir/name (a file, a link, or a tree) without following links. */
-export async function removeEntry(dir: string, name: string): Promise<void> {
-  const aside = path.join(dir, `.${name}.removed.${randomBytes(8).toString('hex')}`)
+export type Disposal = 'missing' | 'quarantined' | 'removed'
+
+/**
+ * Gets whatever is at dir/name out of the way without ever descending into it or following a
+ * link: unlink (a file, a symlink, a FIFO, a socket), else rmdir (an empty directory), else
+ * rename to a quarantine name (a non-empty directory, or an entry that keeps changing kind) that
+ * is left for the sandbox to clean up. 'missing' means it was gone before we touched it (someone
+ * else took it). The host never deletes recursively in a directory the sandbox can write: a
+ * recursive delete walks by path, and the sandbox can swap a subdirectory for a symlink mid-walk.
+ */
+export async function disposeEntry(dir: DirRef | string, name: string): Promise<Disposal> {
+  const ref = toDirRef(dir)
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await fs.unlink(await ref.entry(name))
+      return 'removed'
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return 'missing'
+      // Linux says EISDIR for a directory, macOS EPERM.
+      if (code !== 'EISDIR' && code !== 'EPERM') throw error
+    }
+
+    try {
+      await fs.rmdir(await ref.entry(name))
+      return 'removed'
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return 'missing'
+      if (code === 'ENOTDIR') continue // swapped back to a non-directory meanwhile: unlink again
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') break
+      throw error
+    }
+  }
+
+  if (isQuarantineName(name)) return 'quarantined'
   try {
-    // Move it out of the way first, so the name is free even if the tree cannot be removed.
-    await fs.rename(path.join(dir, name), aside)
+    await fs.rename(await ref.entry(name), await ref.entry(quarantineName()))
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing'
     throw error
   }
 
-  // fs.rm does not follow symlinks inside the tree (it unlinks them).
-  await fs.rm(aside, {force: true, recursive: true})
+  return 'quarantined'
 }
 
 /**
- * Claims `from` by renaming it to `to` within `dir`. Rename is atomic: when two listeners race
- * for the same request exactly one wins; the other gets ENOENT (false here).
+ * Claims `from` by renaming it to `to` within `dir`. Rename is atomic and never follows a link:
+ * when two listeners race for the same entry exactly one wins; the other gets ENOENT (false).
  */
-export async function claimByRename(dir: string, from: string, to: string): Promise<boolean> {
+export async function claimByRename(dir: DirRef | string, from: string, to: string): Promise<boolean> {
+  const ref = toDirRef(dir)
   try {
-    await fs.rename(path.join(dir, from), path.join(dir, to))
+    await fs.rename(await ref.entry(from), await ref.entry(to))
     return true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
@@ -163,11 +204,21 @@ export async function claimByRename(dir: string, from: string, to: string): Prom
   }
 }
 
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+/** readUntrustedFile for dir/name, resolved through the directory reference. */
+export async function readUntrustedEntry(dir: DirRef | string, name: string, maxBytes = MAX_REQUEST_BYTES): Promise<UntrustedRead> {
+  return readUntrustedFile(await toDirRef(dir).entry(name), maxBytes)
+}
+
+/** lstat of dir/name; undefined when it is not there. */
+export async function lstatEntry(dir: DirRef | string, name: string): Promise<Stats | undefined> {
   try {
-    await handle.sync()
-  } finally {
-    await handle.close()
+    return await fs.lstat(await toDirRef(dir).entry(name))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
   }
+}
+
+export async function syncDir(dir: DirRef | string): Promise<void> {
+  await toDirRef(dir).sync()
 }

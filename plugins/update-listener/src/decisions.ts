@@ -4,8 +4,8 @@
  */
 import {
   checkUpdateCommand,
-  clip,
   MAX_REQUEST_BYTES,
+  parseUntrustedJson,
   type ResultErrorCode,
   type UntrustedRead,
   type UpdateCommand,
@@ -64,7 +64,7 @@ export function decideClaim(read: UntrustedRead, timing: ClaimTiming): ClaimDeci
     }
 
     case 'ok': {
-      const parsed = parseJson(read.data)
+      const parsed = parseUntrustedJson(read.data)
       if (!parsed.ok) {
         // A writer that does not rename into place may still be writing: wait until the file
         // is older than the grace window (counted from our claim if its mtime is in the future).
@@ -86,7 +86,7 @@ export function decideClaim(read: UntrustedRead, timing: ClaimTiming): ClaimDeci
  * and look again. Returns how long to wait, or 0 to claim now.
  */
 export function waitBeforeClaim(read: UntrustedRead, timing: {now: number; firstSeenAt: number; graceMs: number}): number {
-  if (read.kind !== 'ok' || parseJson(read.data).ok) return 0
+  if (read.kind !== 'ok' || parseUntrustedJson(read.data).ok) return 0
   const left = Math.min(timing.firstSeenAt, read.mtimeMs) + timing.graceMs - timing.now
   return left > 0 ? Math.min(RETRY_STEP_MS, left) : 0
 }
@@ -96,28 +96,14 @@ function graceLeft(timing: ClaimTiming, since: number): number {
   return since + timing.graceMs - timing.now
 }
 
-const utf8 = new TextDecoder('utf-8', {fatal: true})
-
-export function parseJson(data: Buffer): {ok: false; error: string} | {ok: true; value: unknown} {
-  let text: string
-  try {
-    text = utf8.decode(data)
-  } catch {
-    return {error: 'the file is not UTF-8 text', ok: false}
-  }
-
-  if (text.charCodeAt(0) === 0xfe_ff) text = text.slice(1) // a BOM some editors write
-  if (text.trim() === '') return {error: 'the file is empty', ok: false}
-  try {
-    return {ok: true, value: JSON.parse(text)}
-  } catch (error) {
-    return {error: clip((error as Error).message, 160), ok: false}
-  }
-}
-
-/** The rate limit: at most one request started every `intervalMs`. */
-export function nextStartAt(lastStartedAt: number | undefined, intervalMs: number): number {
-  return lastStartedAt === undefined ? 0 : lastStartedAt + intervalMs
+/**
+ * The rate limit: at most one command every `intervalMs`, counted from when the previous one was
+ * answered (its result written), whether it succeeded or was rejected. So results are at least
+ * an interval apart and a web UI polling for its request_id sees each one; the Rust occ, too,
+ * waited until 5 s after the last command finished.
+ */
+export function nextStartAt(lastAnsweredAt: number | undefined, intervalMs: number): number {
+  return lastAnsweredAt === undefined ? 0 : lastAnsweredAt + intervalMs
 }
 
 /** A claim left behind by a listener that is gone (killed, crashed, or us before a restart). */
@@ -140,7 +126,7 @@ export function alreadyAnswered(result: UpdateResult | undefined, claim: {reques
 /** The request_id of a claim's content, when it can be read (for the "interrupted" answer). */
 export function requestIdOf(read: UntrustedRead): string | undefined {
   if (read.kind !== 'ok') return undefined
-  const parsed = parseJson(read.data)
+  const parsed = parseUntrustedJson(read.data)
   if (!parsed.ok) return undefined
   const check = checkUpdateCommand(parsed.value)
   return check.ok ? check.request.requestId : check.requestId

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 
 import fc from 'fast-check'
-import type {UntrustedRead} from 'opencode-cloud'
+import {parseUntrustedJson, type UntrustedRead} from 'opencode-cloud'
 
-import {alreadyAnswered, decideClaim, isDeadClaim, nextStartAt, parseJson, waitBeforeClaim} from '../src/decisions.js'
+import {alreadyAnswered, decideClaim, isDeadClaim, nextStartAt, waitBeforeClaim} from '../src/decisions.js'
 
 const ok = (text: string | Buffer, mtimeMs = 1000): UntrustedRead => ({data: Buffer.from(text), kind: 'ok', mtimeMs})
 const timing = {claimedAt: 1000, graceMs: 2000, now: 1000}
@@ -59,7 +59,7 @@ describe('listener decisions', () => {
 
           if (decision.kind === 'run') {
             assert.equal(input.kind, 'ok')
-            const parsed = parseJson((input as {data: Buffer}).data)
+            const parsed = parseUntrustedJson((input as {data: Buffer}).data)
             assert.ok(parsed.ok && (parsed.value as {command: string}).command === 'update_opencode')
           }
 
@@ -78,13 +78,7 @@ describe('listener decisions', () => {
     assert.equal(waitBeforeClaim({fileKind: 'fifo', kind: 'not-regular'}, at), 0)
   })
 
-  it('parses JSON from bytes: UTF-8 only, a BOM allowed, empty is invalid', () => {
-    assert.deepEqual(parseJson(Buffer.from('\uFEFF{"a":1}')), {ok: true, value: {a: 1}})
-    assert.deepEqual(parseJson(Buffer.from([0x7b, 0xff, 0x7d])), {error: 'the file is not UTF-8 text', ok: false})
-    assert.deepEqual(parseJson(Buffer.from('  \n')), {error: 'the file is empty', ok: false})
-  })
-
-  it('rate-limits from the last start', () => {
+  it('rate-limits from the last answer', () => {
     assert.equal(nextStartAt(undefined, 5000), 0)
     assert.equal(nextStartAt(10_000, 5000), 15_000)
   })

@@ -55,9 +55,55 @@ describe('the occ:foreground hook', () => {
     assert.equal(await fs.access(commands()).then(() => true, () => false), false)
   })
 
-  it('disables itself when the mounts cannot be read', async () => {
-    await runUpdateListener(context(root, async () => Promise.reject(new Error('engine gone')), logs, controller))
-    assert.match(logs.join('\n'), /disabled: cannot read the container's mounts \(engine gone\)/)
+  it('retries reading the mounts while the engine does not answer (saying so once), then listens', async () => {
+    let calls = 0
+    const mounts = async (): Promise<MountSpec[]> => {
+      calls++
+      if (calls <= 3) throw new Error('engine gone')
+      return [{container: MOUNT_STATE, host: root, readOnly: false}]
+    }
+
+    const running = runUpdateListener(context(root, mounts, logs, controller), {mountRetry: {firstMs: 10, maxMs: 40}})
+    await waitFor(async () => (await readListenerStatus(commands())).state === 'active')
+    assert.equal(calls, 4)
+    assert.equal(logs.filter((line) => /cannot read the container's mounts \(engine gone\); retrying/.test(line)).length, 1)
+    assert.doesNotMatch(logs.join('\n'), /disabled/)
+    controller.abort()
+    await running
+  })
+
+  it('stops retrying (and resolves) when the signal aborts', async () => {
+    const running = runUpdateListener(
+      context(root, async () => Promise.reject(new Error('engine gone')), logs, controller),
+      {mountRetry: {firstMs: 60_000, maxMs: 60_000}},
+    )
+    await waitFor(() => logs.length > 0)
+    const before = Date.now()
+    controller.abort()
+    await running
+    assert.ok(Date.now() - before < 1000)
+    assert.equal(await fs.access(commands()).then(() => true, () => false), false)
+  })
+
+  it('throws when the listener cannot go on (its commands dir was replaced), so the service restarts occ', async () => {
+    const running = runUpdateListener(context(root, async () => [{container: MOUNT_STATE, host: root, readOnly: false}], logs, controller), {
+      heartbeatMs: 30,
+    })
+    let settled = false
+    running.then(
+      () => {
+        settled = true
+      },
+      () => {
+        settled = true
+      },
+    )
+    await waitFor(async () => (await readListenerStatus(commands())).state === 'active')
+    await fs.rename(commands(), path.join(root, 'opencode-cloud', 'moved'))
+    await fs.mkdir(commands())
+    await waitFor(() => settled, 5000)
+    await assert.rejects(running, /Update listener stopped: .*commands was replaced or moved/)
+    assert.match(logs.join('\n'), /Update listener failed: /)
   })
 
   it('with a read-only state mount: says why, and listener.json tells status and the web UI', async () => {

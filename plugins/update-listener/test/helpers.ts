@@ -88,9 +88,9 @@ export interface Running {
   stop(): Promise<void>
 }
 
-export async function makeWorld(): Promise<World> {
+export async function makeWorld(options: {proc?: boolean} = {}): Promise<World> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-listener-'))
-  const prepared = await prepareCommandsDir({container: MOUNT_STATE, host: root, readOnly: false})
+  const prepared = await prepareCommandsDir({container: MOUNT_STATE, host: root, readOnly: false}, {proc: options.proc})
   const logs: string[] = []
   const events: ListenerEvent[] = []
   const results: UpdateResult[] = []
@@ -98,7 +98,8 @@ export async function makeWorld(): Promise<World> {
   let counter = 0
   const world: World = {
     async cleanup() {
-      await Promise.all(running.map((entry) => entry.stop()))
+      await Promise.all(running.map((entry) => entry.stop().catch(() => {})))
+      await prepared.handle.close()
       await fs.rm(root, {force: true, recursive: true})
     },
     dir: prepared.dir,
@@ -173,4 +174,42 @@ export async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   )
+}
+
+/**
+ * The attack on a recursive delete: in every directory of `dir` that `pick` selects, flip each
+ * subdirectory dN to a symlink to `target` and back, over and over, until stopped. A delete that
+ * walks by path (lstat says directory, then readdir) lists and removes the target's files when
+ * a flip lands between its two calls.
+ */
+export function flipSubdirsToSymlinks(dir: string, target: string, pick: (name: string) => boolean, subdirs: number): {stop(): Promise<void>} {
+  let racing = true
+  const flipping = (async () => {
+    while (racing) {
+      const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((name) => pick(name))
+      await Promise.all(
+        names.flatMap((name) =>
+          Array.from({length: subdirs}, async (_, i) => {
+            const sub = path.join(dir, name, `d${i}`)
+            try {
+              await fs.rename(sub, `${sub}.real`)
+              await fs.symlink(target, sub)
+              await new Promise((resolve) => setImmediate(resolve))
+              await fs.unlink(sub)
+              await fs.rename(`${sub}.real`, sub)
+            } catch {
+              // The tree moved or is gone: look again.
+            }
+          }),
+        ),
+      )
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  })()
+  return {
+    async stop() {
+      racing = false
+      await flipping
+    },
+  }
 }

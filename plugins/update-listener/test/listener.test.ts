@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {createHook} from 'node:async_hooks'
 import {execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -6,6 +7,7 @@ import path from 'node:path'
 
 import {
   claimFileName,
+  isQuarantineName,
   LISTENER_FILE,
   listenerStatusSchema,
   readListenerStatus,
@@ -14,7 +16,9 @@ import {
   updateResultSchema,
 } from 'opencode-cloud'
 
-import {exists, fakeUpdate, makeWorld, sleep, waitFor, type World} from './helpers.js'
+import {exists, fakeUpdate, flipSubdirsToSymlinks, makeWorld, sleep, waitFor, type World} from './helpers.js'
+
+const quarantined = async (dir: string) => (await fs.readdir(dir)).filter((name) => isQuarantineName(name))
 
 describe('update listener (real temp dirs, fake update plan)', () => {
   let world: World
@@ -212,6 +216,36 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       assert.deepEqual(results.map((result) => result.request_id), ['first', 'second'])
       assert.equal(calls.length, 2)
       assert.ok(started[1] - started[0] >= 400, `second started ${started[1] - started[0]} ms after the first`)
+      assert.ok(started[1] - Date.parse(results[0].finished_at) >= 395, 'and at least the interval after the first was answered')
+    })
+
+    it('counts the interval from each answer, rejected ones too: results never come back to back', async () => {
+      const {calls, update} = fakeUpdate()
+      world.start({rateLimitMs: 300, updateOpencode: update})
+      const bodies = [{command: 'reboot', request_id: 'r0'}, {command: 'update_opencode', force: 1, request_id: 'r1'}, {command: 'update_opencode', request_id: 'r2'}]
+      for (const body of bodies) {
+        await waitFor(() => exists(path.join(world.dir, REQUEST_FILE)).then((present) => !present))
+        await world.request(body)
+      }
+
+      const results = await world.waitForResults(3)
+      assert.deepEqual(results.map((result) => [result.request_id, result.status]), [['r0', 'error'], ['r1', 'error'], ['r2', 'success']])
+      assert.equal(calls.length, 1)
+      const finished = results.map((result) => Date.parse(result.finished_at))
+      for (let i = 1; i < finished.length; i++) assert.ok(finished[i] - finished[i - 1] >= 300, `result ${i} came ${finished[i] - finished[i - 1]} ms after the previous`)
+    })
+
+    it('says in listener.json when the next command may start: the last answer plus the interval', async () => {
+      const {update} = fakeUpdate({steps: [['build', 300]]})
+      world.start({rateLimitMs: 1000, updateOpencode: update})
+      await world.request({command: 'update_opencode', request_id: 'slow'})
+      const [result] = await world.waitForResults(1)
+      const file = path.join(world.dir, LISTENER_FILE)
+      await waitFor(async () => listenerStatusSchema.parse(JSON.parse(await fs.readFile(file, 'utf8'))).state === 'idle')
+      const status = listenerStatusSchema.parse(JSON.parse(await fs.readFile(file, 'utf8')))
+      const next = Date.parse(status.next_command_at!)
+      const finished = Date.parse(result.finished_at)
+      assert.ok(next >= finished + 1000 && next <= finished + 1000 + 500, `next_command_at ${next - finished} ms after finished_at`)
     })
 
     it('handles a burst: every request answered, in order, none lost, none twice', async () => {
@@ -352,6 +386,132 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       assert.match(result.message, /not a directory/)
       assert.equal(calls.length, 0)
       assert.equal(await exists(path.join(world.dir, REQUEST_FILE)), false)
+      // Neither the link, the FIFO nor the directory was ever claimed under a claim name.
+      assert.deepEqual((await fs.readdir(world.dir)).filter((name) => name.includes('claimed')), [])
+    })
+
+    it('never deletes a tree: an empty directory at the request path is removed, a non-empty one set aside whole', async () => {
+      world.start()
+      await fs.mkdir(path.join(world.dir, '.empty'))
+      await fs.rename(path.join(world.dir, '.empty'), path.join(world.dir, REQUEST_FILE))
+      let [result] = await world.waitForResults(1)
+      assert.equal(result.error_code, 'not_regular_file')
+      assert.deepEqual(await quarantined(world.dir), [], 'the empty directory was removed (rmdir)')
+
+      await fs.mkdir(path.join(world.dir, '.tree', 'd1', 'd2'), {recursive: true})
+      await fs.writeFile(path.join(world.dir, '.tree', 'd1', 'd2', 'theirs'), 'sandbox data')
+      await fs.symlink(outside, path.join(world.dir, '.tree', 'd1', 'escape'))
+      await fs.writeFile(path.join(outside, 'host'), 'host data')
+      await fs.rename(path.join(world.dir, '.tree'), path.join(world.dir, REQUEST_FILE))
+      ;[, result] = await world.waitForResults(2)
+      assert.equal(result.error_code, 'not_regular_file')
+      assert.match(result.message, /not a directory/)
+      assert.equal(await exists(path.join(world.dir, REQUEST_FILE)), false)
+      const aside = await quarantined(world.dir)
+      assert.equal(aside.length, 1)
+      assert.equal(await fs.readFile(path.join(world.dir, aside[0], 'd1', 'd2', 'theirs'), 'utf8'), 'sandbox data', 'not walked into')
+      assert.equal(await fs.readFile(path.join(outside, 'host'), 'utf8'), 'host data')
+      assert.match(world.logs.join('\n'), /left as \.rejected\.[0-9a-f]+ for the sandbox to remove/)
+      // The set-aside entry is ignored from then on: a new request is answered normally.
+      await world.request({command: 'update_opencode', request_id: 'after'})
+      ;[, , result] = await world.waitForResults(3)
+      assert.equal(result.request_id, 'after')
+      assert.equal(result.status, 'success')
+    })
+
+    it('never walks a tree: no recursive rm, and no listing of anything but the commands dir itself', async () => {
+      // Node's recursive rm walks by path (lstat, then readdir), so a subdirectory flipped to a
+      // symlink between the two makes it empty a host dir. The listener must never start such a walk.
+      const calls: string[] = []
+      const spied = {opendir: fs.opendir, readdir: fs.readdir, rm: fs.rm}
+      const mutable = fs as unknown as Record<string, (...args: unknown[]) => unknown>
+      for (const name of ['rm', 'readdir', 'opendir'] as const) {
+        mutable[name] = (...args: unknown[]) => {
+          calls.push(`${name} ${String(args[0])} ${JSON.stringify(args[1] ?? {})}`)
+          return (spied[name] as (...a: unknown[]) => unknown)(...args)
+        }
+      }
+
+      try {
+        const claim = claimFileName(4_000_005)
+        await fs.mkdir(path.join(world.dir, claim, 'sub'), {recursive: true})
+        await fs.mkdir(path.join(world.dir, RESULT_FILE, 'sub'), {recursive: true})
+        world.start({isAlive: (pid) => pid !== 4_000_005})
+        await fs.mkdir(path.join(world.dir, '.tree', 'sub', 'deeper'), {recursive: true})
+        await fs.rename(path.join(world.dir, '.tree'), path.join(world.dir, REQUEST_FILE))
+        await world.waitForResults(1)
+        await world.request({command: 'update_opencode', request_id: 'ok'})
+        await world.waitForResults(2)
+      } finally {
+        Object.assign(fs, spied)
+      }
+
+      const ownCalls = calls.filter((call) => !call.includes('/staging') && !call.includes('.web-ui-'))
+      assert.ok(ownCalls.some((call) => call.startsWith('readdir ')), 'the spy sees the listener (it lists the dir at start)')
+      assert.deepEqual(ownCalls.filter((call) => call.startsWith('rm ') || call.startsWith('opendir ')), [])
+      for (const call of ownCalls) assert.match(call, /^readdir (\/proc\/self\/fd\/\d+|\S+\/commands) /, call)
+    })
+
+    it('never empties a host dir while the sandbox flips subdirectories of a rejected tree to symlinks (race)', async () => {
+      const victims = Array.from({length: 30}, (_, i) => `host-${i}`)
+      for (const name of victims) await fs.writeFile(path.join(outside, name), 'host data')
+      world.start()
+      const subdirs = 20
+      for (let round = 0; round < 3; round++) {
+        const staging = path.join(world.dir, `.attack-${round}`)
+        for (let i = 0; i < subdirs; i++) {
+          await fs.mkdir(path.join(staging, `d${i}`), {recursive: true})
+          await Promise.all(Array.from({length: 30}, (_, j) => fs.writeFile(path.join(staging, `d${i}`, `f${j}`), '')))
+        }
+
+        // Wherever the tree is (request path, claim, set aside), the sandbox keeps flipping its dN.
+        const attack = flipSubdirsToSymlinks(world.dir, outside, (name) => name === REQUEST_FILE || isQuarantineName(name) || name.includes('claimed'), subdirs)
+        await fs.rename(staging, path.join(world.dir, REQUEST_FILE))
+        await world.waitForResults(round + 1)
+        await sleep(50)
+        await attack.stop()
+      }
+
+      assert.deepEqual((await fs.readdir(outside)).sort(), [...victims].sort())
+      assert.ok(world.results.every((result) => result.error_code === 'not_regular_file'))
+    })
+
+    it('sets aside, never walks, a directory planted at the result path or at listener.json', async () => {
+      for (const name of [RESULT_FILE, LISTENER_FILE]) {
+        await fs.mkdir(path.join(world.dir, name, 'sub'), {recursive: true})
+        await fs.writeFile(path.join(world.dir, name, 'sub', 'theirs'), name)
+        await fs.symlink(outside, path.join(world.dir, name, 'escape'))
+      }
+
+      await fs.writeFile(path.join(outside, 'host'), 'host data')
+      world.start()
+      await world.request({command: 'update_opencode', request_id: 'through'})
+      const [result] = await world.waitForResults(1)
+      assert.equal(result.request_id, 'through')
+      assert.ok((await fs.lstat(path.join(world.dir, RESULT_FILE))).isFile())
+      assert.ok((await fs.lstat(path.join(world.dir, LISTENER_FILE))).isFile())
+      const aside = await quarantined(world.dir)
+      assert.equal(aside.length, 2)
+      const kept = await Promise.all(aside.map((name) => fs.readFile(path.join(world.dir, name, 'sub', 'theirs'), 'utf8')))
+      assert.deepEqual(kept.sort(), [LISTENER_FILE, RESULT_FILE].sort())
+      assert.equal(await fs.readFile(path.join(outside, 'host'), 'utf8'), 'host data')
+    })
+
+    it('sets aside, never walks, a directory left under a dead claim name', async () => {
+      const claim = claimFileName(4_000_003)
+      await fs.mkdir(path.join(world.dir, claim, 'sub'), {recursive: true})
+      await fs.writeFile(path.join(world.dir, claim, 'sub', 'theirs'), 'sandbox data')
+      await fs.symlink(outside, path.join(world.dir, claim, 'escape'))
+      await fs.writeFile(path.join(outside, 'host'), 'host data')
+      const empty = claimFileName(4_000_004)
+      await fs.mkdir(path.join(world.dir, empty))
+      world.start({isAlive: () => false})
+      await waitFor(async () => !(await exists(path.join(world.dir, claim))) && !(await exists(path.join(world.dir, empty))))
+      const aside = await quarantined(world.dir)
+      assert.equal(aside.length, 1, 'the empty one was removed, the other set aside')
+      assert.equal(await fs.readFile(path.join(world.dir, aside[0], 'sub', 'theirs'), 'utf8'), 'sandbox data')
+      assert.equal(await fs.readFile(path.join(outside, 'host'), 'utf8'), 'host data')
+      assert.equal(world.results.length, 0, 'nothing to answer for a claim that is not a request')
     })
 
     it('caps the request at 64 KiB', async () => {
@@ -359,6 +519,83 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       await world.request(JSON.stringify({command: 'update_opencode', request_id: 'x'.repeat(70_000)}))
       const [result] = await world.waitForResults(1)
       assert.equal(result.error_code, 'too_large')
+    })
+  })
+
+  describe('the commands dir swapped under the listener', () => {
+    let outside: string
+    beforeEach(async () => {
+      outside = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-host-dir-'))
+    })
+    afterEach(() => fs.rm(outside, {force: true, recursive: true}))
+
+    /** The sandbox, mid-update: moves the commands dir away and puts a link to a host dir in its place. */
+    async function swap(target: World): Promise<string> {
+      const moved = path.join(path.dirname(target.dir), 'moved')
+      await fs.rename(target.dir, moved)
+      await fs.symlink(outside, target.dir)
+      return moved
+    }
+
+    async function swapDuringUpdate(target: World): Promise<{moved: string; failure: unknown}> {
+      let release!: () => void
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const running = target.start({
+        updateOpencode: async (request, progress) => {
+          await gate
+          return fakeUpdate().update(request, progress)
+        },
+      })
+      let failure: unknown
+      const done = running.done.catch((error: unknown) => {
+        failure = error
+      })
+      await target.request({command: 'update_opencode', request_id: 'swapped'})
+      await waitFor(() => target.events.some((event) => event.type === 'claimed'))
+      const moved = await swap(target)
+      release()
+      await waitFor(() => failure !== undefined, 5000, () => target.logs.join('\n'))
+      await done
+      return {failure, moved}
+    }
+
+    if (process.platform === 'linux') {
+      it('answers into the directory it opened, never through the swapped path, then stops with a clear error', async () => {
+        const {failure, moved} = await swapDuringUpdate(world)
+        assert.deepEqual(await fs.readdir(outside), [], 'nothing written, renamed or removed in the host dir')
+        const result = JSON.parse(await fs.readFile(path.join(moved, RESULT_FILE), 'utf8'))
+        assert.equal(result.request_id, 'swapped')
+        assert.equal(result.status, 'success')
+        assert.deepEqual((await fs.readdir(moved)).filter((name) => name.includes('claimed')), [], 'the claim was removed there too')
+        assert.match(String(failure), /Update listener stopped: .*replaced by a symlink/)
+      })
+    }
+
+    it('without /proc: refuses to touch the swapped path and stops with a clear error', async () => {
+      const fallback = await makeWorld({proc: false})
+      try {
+        const {failure} = await swapDuringUpdate(fallback)
+        assert.deepEqual(await fs.readdir(outside), [], 'nothing written in the host dir')
+        assert.match(String(failure), /Update listener stopped: .*replaced by a symlink/)
+      } finally {
+        await fs.unlink(fallback.dir).catch(() => {})
+        await fallback.cleanup()
+      }
+    })
+
+    it('stops (the service restarts it) when the dir is replaced while idle', async () => {
+      const running = world.start({heartbeatMs: 30})
+      let failure: unknown
+      const done = running.done.catch((error: unknown) => {
+        failure = error
+      })
+      await waitFor(() => exists(path.join(world.dir, LISTENER_FILE)))
+      await fs.rename(world.dir, path.join(path.dirname(world.dir), 'moved'))
+      await fs.mkdir(world.dir)
+      await done
+      assert.match(String(failure), /was replaced or moved/)
     })
   })
 
@@ -445,6 +682,46 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       assert.equal(result?.error_code, 'interrupted')
       assert.equal(result?.request_id, 'stuck')
       assert.match(result!.message, /still running/)
+    })
+
+    it('leaves nothing of its own running once it returned after the shutdown deadline (timers, watcher)', async () => {
+      // Every timer and watcher the listener's code creates during the test, until it is cleared.
+      const live = new Map<number, string>()
+      const hook = createHook({
+        destroy: (id) => live.delete(id),
+        init: (id, type) => {
+          if (type !== 'Timeout' && type !== 'FSEVENTWRAP') return
+          const stack = new Error(type).stack ?? ''
+          if (stack.includes(`${path.sep}update-listener${path.sep}src${path.sep}`)) live.set(id, stack)
+        },
+      })
+      hook.enable()
+      try {
+        let lateStep: ((step: 'build') => void) | undefined
+        const running = world.start({
+          heartbeatMs: 20,
+          pollMs: 20,
+          shutdownGraceMs: 50,
+          updateOpencode: (_request, progress) => {
+            lateStep = progress.onStep as typeof lateStep
+            return new Promise(() => {})
+          },
+        })
+        await world.request({command: 'update_opencode', request_id: 'outlives'})
+        await waitFor(() => world.events.some((event) => event.type === 'claimed'))
+        await sleep(50)
+        assert.ok(live.size >= 3, `the listener's timers and watcher are seen (${live.size})`)
+        await running.stop()
+        assert.equal((await world.readResult())?.error_code, 'interrupted')
+        await sleep(10)
+        assert.deepEqual([...live.values()], [], 'still alive after the listener returned')
+        // The update goes on without us: its late progress writes nothing.
+        lateStep?.('build')
+        await sleep(50)
+        assert.equal(await exists(path.join(world.dir, LISTENER_FILE)), false)
+      } finally {
+        hook.disable()
+      }
     })
 
     it('answers, without starting it, a request claimed just as the listener stops', async () => {

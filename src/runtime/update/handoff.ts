@@ -22,6 +22,7 @@ import {COMMANDS_SUBDIR, REQUEST_FILE, RESULT_FILE} from '../../protocol/command
 import {describeListener, readListenerStatus, type ListenerView} from '../../protocol/listener-status.js'
 import {readUntrustedFile} from '../../protocol/safe-fs.js'
 import {UPDATE_COMMAND, updateResultSchema, type UpdateResult} from '../../protocol/schemas.js'
+import {parseUntrustedJson} from '../../protocol/untrusted-json.js'
 import type {UpdateOutcome, UpdateRequest, UpdateStep} from '../update-types.js'
 import {UpdateCancelledError} from './errors.js'
 import {STEP_TITLES} from './render.js'
@@ -173,11 +174,8 @@ async function deliver(
 async function readJson(file: string): Promise<unknown> {
   const read = await readUntrustedFile(file).catch(() => undefined)
   if (read?.kind !== 'ok') return undefined
-  try {
-    return JSON.parse(read.data.toString('utf8'))
-  } catch {
-    return undefined
-  }
+  const parsed = parseUntrustedJson(read.data)
+  return parsed.ok ? parsed.value : undefined
 }
 
 async function readResult(dir: string): Promise<UpdateResult | undefined> {

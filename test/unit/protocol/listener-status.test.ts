@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 
-import {describeListener, isPidAlive, readListenerStatus} from '../../../src/protocol/listener-status.js'
+import {describeListener, isPidAlive, processLooksLikeOcc, readListenerStatus} from '../../../src/protocol/listener-status.js'
 import type {ListenerStatusFile} from '../../../src/protocol/schemas.js'
 
 const NOW = new Date('2026-03-01T12:00:00.000Z')
@@ -52,6 +53,55 @@ describe('protocol/listener-status', () => {
     await write(status())
     const gone = await readListenerStatus(dir, {isAlive: () => false, now: NOW})
     assert.match(describeListener(gone), /stale \(the listener process \(pid 4242\) is gone\)/)
+    const foreign = await readListenerStatus(dir, {isAlive: () => true, looksLikeOcc: () => false, now: NOW})
+    assert.equal(describeListener(foreign), 'stale (pid 4242 is not an occ process)')
+  })
+
+  if (process.platform === 'linux') {
+    it('does not call a planted pid 1 an active listener', async () => {
+      await write(status({pid: 1}))
+      const view = await readListenerStatus(dir, {isAlive: isPidAlive, now: NOW})
+      assert.equal(describeListener(view), 'stale (pid 1 is not an occ process)')
+    })
+
+    it('tells an occ-looking process (bin/run.js) from another one by its command line', async () => {
+      const bin = path.join(dir, 'bin')
+      await fs.mkdir(bin)
+      await fs.writeFile(path.join(bin, 'run.js'), 'setInterval(() => {}, 1000)')
+      const occ = spawn(process.execPath, [path.join(bin, 'run.js'), 'start', '--no-daemon'], {stdio: 'ignore'})
+      const other = spawn('sleep', ['30'], {stdio: 'ignore'})
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        assert.equal(processLooksLikeOcc(occ.pid!), true)
+        assert.equal(processLooksLikeOcc(other.pid!), false)
+        assert.equal(processLooksLikeOcc(2 ** 22 + 12_345), false, 'a pid that does not exist')
+      } finally {
+        occ.kill()
+        other.kill()
+      }
+    })
+  }
+
+  it('strips control characters and caps the text it shows from listener.json (the sandbox can write it)', async () => {
+    const evil = `\u001B]0;pwned\u0007\u001B[2J\u009B31mread-only${'x'.repeat(1000)}`
+    await write(status({disabled_reason: evil, next_command_at: undefined, state: 'disabled', version: '1\u001B[31m.0'}))
+    const view = await readListenerStatus(dir, {now: NOW})
+    const line = describeListener(view)
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(line, /[\u0000-\u001F\u007F-\u009F]/)
+    assert.ok(line.length <= 'disabled: '.length + 120, `${line.length} characters`)
+    assert.equal((view as {status: {version: string}}).status.version, '1[31m.0')
+    await write(status({request_id: 'r\u001B[1A\r\nFAKE', state: 'updating'}))
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(describeListener(await readListenerStatus(dir, {now: NOW})), /[\u0000-\u001F]/)
+  })
+
+  it('reads listener.json with the shared untrusted-JSON rules (a BOM is fine, bad UTF-8 is not)', async () => {
+    await fs.writeFile(path.join(dir, 'listener.json'), `\uFEFF${JSON.stringify(status())}`)
+    assert.equal((await readListenerStatus(dir, {now: NOW})).state, 'active')
+    const bad = Buffer.concat([Buffer.from(JSON.stringify(status()).slice(0, -2)), Buffer.from([0xff]), Buffer.from('"}')])
+    await fs.writeFile(path.join(dir, 'listener.json'), bad)
+    assert.deepEqual(await readListenerStatus(dir, {now: NOW}), {reason: 'listener.json is not valid JSON', state: 'stale'})
   })
 
   it('is disabled, with the reason, when the listener said so', async () => {

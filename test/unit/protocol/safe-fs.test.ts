@@ -8,7 +8,8 @@ import path from 'node:path'
 import fc from 'fast-check'
 
 import {MAX_REQUEST_BYTES} from '../../../src/protocol/command-files.js'
-import {claimByRename, readUntrustedFile, removeEntry, writeFileNoFollow} from '../../../src/protocol/safe-fs.js'
+import {isQuarantineName} from '../../../src/protocol/command-files.js'
+import {claimByRename, disposeEntry, readUntrustedFile, writeFileNoFollow} from '../../../src/protocol/safe-fs.js'
 
 describe('protocol/safe-fs', () => {
   let dir: string
@@ -106,14 +107,29 @@ describe('protocol/safe-fs', () => {
       await assert.rejects(fs.access(path.join(outside, 'new-file')))
     })
 
-    it('moves a directory planted at the target out of the way', async () => {
+    it('fails on a directory planted at the target unless asked to clear it', async () => {
+      await fs.mkdir(path.join(dir, 'r.json'))
+      await assert.rejects(writeFileNoFollow(dir, 'r.json', 'x'), {code: 'EISDIR'})
+      assert.ok((await fs.lstat(path.join(dir, 'r.json'))).isDirectory())
+      assert.deepEqual(await fs.readdir(dir), ['r.json'], 'no temp file left behind')
+    })
+
+    it('clears a directory planted at the target without walking into it: removed if empty, else set aside whole', async () => {
+      await fs.mkdir(path.join(dir, 'empty.json'))
+      await writeFileNoFollow(dir, 'empty.json', 'e', {clearDirectory: true})
+      assert.equal(await fs.readFile(path.join(dir, 'empty.json'), 'utf8'), 'e')
+
       await fs.mkdir(path.join(dir, 'r.json', 'deep'), {recursive: true})
       await fs.symlink(outside, path.join(dir, 'r.json', 'deep', 'escape'))
+      await fs.writeFile(path.join(dir, 'r.json', 'deep', 'theirs'), 'sandbox data')
       await fs.writeFile(path.join(outside, 'keep'), 'keep')
-      await writeFileNoFollow(dir, 'r.json', 'x')
+      await writeFileNoFollow(dir, 'r.json', 'x', {clearDirectory: true})
       assert.equal(await fs.readFile(path.join(dir, 'r.json'), 'utf8'), 'x')
       assert.equal(await fs.readFile(path.join(outside, 'keep'), 'utf8'), 'keep')
-      assert.deepEqual(await fs.readdir(dir), ['r.json'])
+      const aside = (await fs.readdir(dir)).filter((name) => isQuarantineName(name))
+      assert.equal(aside.length, 1, 'the tree was renamed aside, not deleted')
+      assert.equal(await fs.readFile(path.join(dir, aside[0], 'deep', 'theirs'), 'utf8'), 'sandbox data')
+      assert.deepEqual((await fs.readdir(dir)).sort(), [aside[0], 'empty.json', 'r.json'].sort())
     })
   })
 
@@ -130,13 +146,63 @@ describe('protocol/safe-fs', () => {
       )
     })
 
-    it('removes files, links and trees without following links', async () => {
+    it('disposes of files, links, FIFOs and empty dirs, and sets a tree aside whole (never a recursive delete)', async () => {
       await fs.writeFile(path.join(outside, 'keep'), 'keep')
+      await fs.writeFile(path.join(dir, 'file'), 'x')
       await fs.symlink(outside, path.join(dir, 'link'))
-      await removeEntry(dir, 'link')
-      await removeEntry(dir, 'missing')
+      execFileSync('mkfifo', [path.join(dir, 'fifo')])
+      await fs.mkdir(path.join(dir, 'empty'))
+      await fs.mkdir(path.join(dir, 'tree', 'sub'), {recursive: true})
+      await fs.writeFile(path.join(dir, 'tree', 'sub', 'inner'), 'inner')
+      await fs.symlink(outside, path.join(dir, 'tree', 'escape'))
+      for (const name of ['file', 'link', 'fifo', 'empty']) assert.equal(await disposeEntry(dir, name), 'removed', name)
+      assert.equal(await disposeEntry(dir, 'missing'), 'missing')
+      assert.equal(await disposeEntry(dir, 'tree'), 'quarantined')
+      const names = await fs.readdir(dir)
+      assert.equal(names.length, 1)
+      assert.ok(isQuarantineName(names[0]))
+      // Set aside whole: the host did not descend into it.
+      assert.equal(await fs.readFile(path.join(dir, names[0], 'sub', 'inner'), 'utf8'), 'inner')
       assert.equal(await fs.readFile(path.join(outside, 'keep'), 'utf8'), 'keep')
-      assert.deepEqual(await fs.readdir(dir), [])
+      // Already a quarantine name: left as it is.
+      assert.equal(await disposeEntry(dir, names[0]), 'quarantined')
+      assert.deepEqual(await fs.readdir(dir), names)
+    })
+
+    it('never empties a host dir while the sandbox swaps subdirectories for symlinks (race)', async () => {
+      const victims = Array.from({length: 20}, (_, i) => `host-${i}`)
+      for (const name of victims) await fs.writeFile(path.join(outside, name), 'host data')
+      for (let round = 0; round < 5; round++) {
+        const tree = path.join(dir, `tree-${round}`)
+        for (let i = 0; i < 40; i++) {
+          await fs.mkdir(path.join(tree, `d${i}`), {recursive: true})
+          await fs.writeFile(path.join(tree, `d${i}`, 'f'), 'x')
+        }
+
+        // The attacker: wherever the tree went (it is renamed aside), swap each dN for a link.
+        let racing = true
+        const swapper = (async () => {
+          while (racing) {
+            for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+              for (let i = 0; i < 40 && racing; i++) {
+                const sub = path.join(dir, name, `d${i}`)
+                await fs
+                  .rename(sub, `${sub}.old`)
+                  .then(() => fs.symlink(outside, sub))
+                  .catch(() => {})
+              }
+            }
+
+            await new Promise((resolve) => setImmediate(resolve))
+          }
+        })()
+        await disposeEntry(dir, `tree-${round}`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        racing = false
+        await swapper
+      }
+
+      assert.deepEqual((await fs.readdir(outside)).sort(), [...victims].sort())
     })
   })
 })
