@@ -15,6 +15,50 @@ import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} fro
 
 const SANDBOX_USER_OWNS_HOST_DIR = process.getuid?.() === 1000
 
+/**
+ * Runs inside the sandbox as opencoder (Node 18, argv: commands dir, host dir to aim at). Builds a
+ * tree of 20 subdirectories, flips each dN of any tree at the request, claim or set-aside names
+ * to a symlink to the host dir and back while it renames the tree into place, until the result
+ * file shows the answer. Prints {answered}.
+ */
+const FLIP_ATTACK = `
+const fs = require('fs/promises'); const path = require('path')
+const [dir, victim] = process.argv.slice(1)
+const SUB = 20
+const pick = (n) => n === 'update-command.json' || n.startsWith('.rejected.') || n.includes('claimed')
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+;(async () => {
+  const staging = path.join(dir, '.attack')
+  for (let i = 0; i < SUB; i++) {
+    await fs.mkdir(path.join(staging, 'd' + i), {recursive: true})
+    await Promise.all(Array.from({length: 30}, (_, j) => fs.writeFile(path.join(staging, 'd' + i, 'f' + j), '')))
+  }
+  const result = path.join(dir, 'update-command.result.json')
+  const before = await fs.readFile(result, 'utf8').catch(() => '')
+  let racing = true
+  const flipping = (async () => {
+    while (racing) {
+      const names = (await fs.readdir(dir).catch(() => [])).filter(pick)
+      await Promise.all(names.flatMap((n) => Array.from({length: SUB}, async (_, i) => {
+        const sub = path.join(dir, n, 'd' + i)
+        try { await fs.rename(sub, sub + '.real'); await fs.symlink(victim, sub); await sleep(2); await fs.unlink(sub); await fs.rename(sub + '.real', sub) } catch {}
+      })))
+      await new Promise((r) => setImmediate(r))
+    }
+  })()
+  await fs.rename(staging, path.join(dir, 'update-command.json'))
+  let answer = before
+  for (const deadline = Date.now() + 30000; Date.now() < deadline; await sleep(20)) {
+    answer = await fs.readFile(result, 'utf8').catch(() => before)
+    if (answer !== before && answer.includes('not_regular_file')) break
+  }
+  await sleep(300)
+  racing = false
+  await flipping
+  console.log(JSON.stringify({answered: answer !== before}))
+})().catch((error) => { console.error(error); process.exit(1) })
+`
+
 /** Reads the result file until every id has an answer (results overwrite each other). */
 async function collectResults(world: ListenerWorld, ids: string[], timeoutMs = 60_000): Promise<Map<string, UpdateResult>> {
   const seen = new Map<string, UpdateResult>()
@@ -114,6 +158,7 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
       [{command: 'update_opencode', force: true, request_id: 'bad-3'}, 'invalid_request', /Unknown field 'force'/],
       [{branch: '--upload-pack=touch /tmp/x', command: 'update_opencode', request_id: 'bad-4'}, 'invalid_ref', /Invalid branch/],
     ]
+    const finished: number[] = []
     for (const [body, code, message] of cases) {
       const id = (body as {request_id: string}).request_id
       await world.webUiWrite(body)
@@ -122,7 +167,12 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
       assert.equal(result.error_code, code)
       assert.match(result.message, message)
       assert.equal(await world.requestPresent(), false)
+      finished.push(Date.parse(result.finished_at))
     }
+
+    // Rejections count for the rate limit too: each answer at least 5 s after the previous one,
+    // so a web UI polling for its request_id cannot miss it.
+    for (let i = 1; i < finished.length; i++) assert.ok(finished[i] - finished[i - 1] >= 4900, `answer ${i}: ${finished[i] - finished[i - 1]} ms after the previous`)
 
     for (const id of ['bad-1', 'bad-2', 'bad-3', 'bad-4']) assert.equal(updatingLines(foreground.stderr(), id), 0, 'no update ran')
   })
@@ -161,6 +211,32 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
     )
     assert.equal((await world.readResult())?.request_id, 'symlink')
     assert.equal(await fs.readFile(victim, 'utf8'), 'host data')
+  })
+
+  it('never walks a directory renamed into place, while the sandbox flips its subdirectories to symlinks to a host dir', async () => {
+    const victim = path.join(world.sandbox.root, 'host-victim-dir')
+    await fs.mkdir(victim, {recursive: true})
+    const victims = Array.from({length: 20}, (_, i) => `host-file-${i}`)
+    for (const name of victims) await fs.writeFile(path.join(victim, name), 'host data')
+    // The attacker, as opencoder: a tree with many subdirectories, renamed into place as the
+    // request; meanwhile every dN of it (wherever occ moves it) flips to a symlink to the host dir
+    // and back. A host that deleted the rejected tree recursively, walking by path, would follow one.
+    const attack = await world.containerNode(FLIP_ATTACK, [`${MOUNT_STATE}/opencode-cloud/commands`, victim])
+    assert.equal(attack.exitCode, 0, attack.stderr)
+    const outcome = JSON.parse(attack.stdout) as {answered: boolean}
+    assert.equal(outcome.answered, true, 'the web UI saw its answer')
+    const result = await world.readResult()
+    assert.equal(result?.error_code, 'not_regular_file')
+    assert.match(result!.message, /not a directory/)
+    assert.equal(await world.requestPresent(), false)
+    assert.deepEqual((await fs.readdir(victim)).sort(), [...victims].sort(), 'the host dir is untouched')
+    // The tree was set aside whole (never deleted by the host) for the sandbox to remove.
+    const aside = (await fs.readdir(world.commandsDir)).filter((name) => name.startsWith('.rejected.'))
+    assert.equal(aside.length, 1)
+    assert.ok((await fs.readdir(path.join(world.commandsDir, aside[0]))).length > 0)
+    const clean = await world.containerSh('rm -rf "$1"/.rejected.*', [`${MOUNT_STATE}/opencode-cloud/commands`])
+    assert.equal(clean.exitCode, 0, clean.stderr)
+    assert.deepEqual((await fs.readdir(world.commandsDir)).filter((name) => name.startsWith('.rejected.')), [])
   })
 
   it('updates to a branch with a new commit: success, changed, from/to commits; listener.json shows the steps', async () => {
@@ -224,6 +300,50 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
 
     second.child.kill('SIGTERM')
     assert.equal(await second.exited, 0)
+  })
+
+  it('answers into the dir it opened when the sandbox swaps the commands dir for a symlink mid-update, then fails loudly', async () => {
+    // On the usual desktop the sandbox user owns opencode-cloud/ and can rename commands/; here
+    // (occ runs as another uid) it gets that by a chown, as it would have it there.
+    const parent = path.dirname(world.commandsDir)
+    const moved = `${world.commandsDir}.moved`
+    const victim = path.join(world.sandbox.root, 'host-victim-swap')
+    await fs.mkdir(victim, {recursive: true})
+    await fs.writeFile(path.join(victim, 'marker'), 'host data')
+    await world.pushBranch('slow-swap', {BUILD_SLEEP_SECONDS: '4\n'})
+    await fs.chown(parent, 1000, 1000)
+    try {
+      await world.webUiWrite({branch: 'slow-swap', command: 'update_opencode', request_id: 'swap'})
+      await waitForUpdating(world, 'swap', 'build')
+      const swap = await world.containerSh('mv "$1" "$1.moved" && ln -s "$2" "$1"', [`${MOUNT_STATE}/opencode-cloud/commands`, victim])
+      assert.equal(swap.exitCode, 0, swap.stderr)
+      let result: UpdateResult | undefined
+      await waitUntil(
+        async () => {
+          result = await fs.readFile(path.join(moved, 'update-command.result.json'), 'utf8').then((text) => JSON.parse(text), () => undefined)
+          return result?.request_id === 'swap'
+        },
+        120_000,
+        () => `no result in the moved dir; stderr:\n${foreground.stderr()}`,
+      )
+      assert.equal(result?.status, 'success', result?.message)
+      assert.deepEqual(await fs.readdir(victim), ['marker'], 'nothing written, renamed or removed through the swapped path')
+      // The listener then stops with a clear error and its hook throws (the heartbeat notices the swap).
+      await foreground.waitForLine(/Update listener failed: Update listener stopped: .*commands was replaced by a symlink/, 30_000)
+      // Whether occ start --no-daemon then exits non-zero by itself is the foreground loop's
+      // business: it currently waits for every hook, and the third-party fixture hook runs until
+      // the signal. Stop it the way the service manager would.
+      foreground.child.kill('SIGTERM')
+      await foreground.exited
+      assert.deepEqual(await fs.readdir(victim), ['marker'])
+    } finally {
+      await fs.unlink(world.commandsDir).catch(() => {})
+      await fs.rename(moved, world.commandsDir).catch(() => {})
+      await fs.chown(parent, process.getuid?.() ?? 0, process.getgid?.() ?? 0)
+    }
+
+    foreground = await world.startForeground()
+    await foreground.waitForLine(/Listening for update requests/)
   })
 
   it('SIGTERM during an update: the build is stopped safely, an error result is written, exit 0', async () => {

@@ -41,6 +41,8 @@ export interface ListenerWorld {
   webUiWrite(body: string | object): Promise<void>
   /** Runs a shell script in the container (argv after the script are $1, $2...). */
   containerSh(script: string, args?: string[], user?: string): Promise<{exitCode: number | undefined; stdout: string; stderr: string}>
+  /** Runs a Node script in the container as opencoder (process.argv[1], [2]... are the args): a fast in-sandbox attacker. */
+  containerNode(script: string, args?: string[]): Promise<{exitCode: number | undefined; stdout: string; stderr: string}>
   readResult(): Promise<UpdateResult | undefined>
   waitForResult(predicate: (result: UpdateResult) => boolean, timeoutMs?: number): Promise<UpdateResult>
   readListenerJson(): Promise<Record<string, unknown> | undefined>
@@ -72,6 +74,10 @@ export async function createListenerWorld(label: string, options: {mountRepo?: b
     commandsDir,
     async containerSh(script, args = [], user = 'opencoder') {
       const result = await execa('docker', ['exec', '-u', user, sandbox.containerName, 'sh', '-c', script, 'sh', ...args], {reject: false})
+      return {exitCode: result.exitCode, stderr: String(result.stderr), stdout: String(result.stdout)}
+    },
+    async containerNode(script, args = []) {
+      const result = await execa('docker', ['exec', '-u', 'opencoder', sandbox.containerName, 'node', '-e', script, ...args], {reject: false})
       return {exitCode: result.exitCode, stderr: String(result.stderr), stdout: String(result.stdout)}
     },
     markerFile,
