@@ -11,8 +11,8 @@ export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-los
 
 export interface ForegroundOptions {
   host: HostRuntime
-  /** Runs the foreground hooks with the signal; resolves when they have all finished. */
-  runHooks: (signal: AbortSignal) => Promise<void>
+  /** Runs the foreground hooks with the signal; resolves when they have all finished. `fail` ends the loop non-zero at once. */
+  runHooks: (signal: AbortSignal, fail: (error: Error) => void) => Promise<void>
   log: (message: string) => void
   /** For tests: where signals come from. */
   processLike?: Pick<NodeJS.Process, 'exit' | 'off' | 'on'>
@@ -66,11 +66,13 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
   )
 
   try {
-    const hooks = options.runHooks(controller.signal).catch((error: unknown) => {
-      // A hook that throws must not leave the container watch open forever.
-      options.log(`A foreground hook failed: ${(error as Error).message}`)
+    const fail = (error: Error): void => {
+      if (!end) options.log(`A foreground hook failed: ${error.message}`)
       finish('hook-failed')
-    })
+    }
+
+    // A hook that throws must not leave the container watch open forever.
+    const hooks = options.runHooks(controller.signal, fail).catch((error: unknown) => fail(error as Error))
     await Promise.all([hooks, aborted])
     await watcher
   } finally {
@@ -102,9 +104,10 @@ export async function serveInForeground(options: ServeOptions): Promise<Foregrou
   return runForeground({
     host: options.host,
     log,
-    async runHooks(signal) {
+    async runHooks(signal, fail) {
       const outcome = await options.fireHooks({
         config: options.config,
+        fail,
         log,
         paths: options.paths,
         runtime: options.host,

@@ -18,6 +18,12 @@ export interface ForegroundContext {
   version: string
   /** Writes a line to stderr (the service's journal); never to stdout. */
   log: (message: string) => void
+  /**
+   * Ends service mode with a non-zero exit at once (other hooks get the abort), so the service
+   * manager restarts occ. Call it when this hook cannot go on; throwing alone is only seen once
+   * every hook has returned.
+   */
+  fail: (error: Error) => void
   /** The shared update plan (the same one `occ update opencode` runs). */
   updateOpencode: (request: UpdateRequest, progress: UpdateProgress & {signal?: AbortSignal}) => Promise<UpdateOutcome>
 }

@@ -221,3 +221,40 @@ describe('serveInForeground (service mode)', () => {
     assert.equal(result.exitCode, 0)
   })
 })
+
+describe('serveInForeground: fail() from one hook', () => {
+  it('ends service mode at once with exit 1 while another hook still waits for the signal', async () => {
+    const {serveInForeground} = await import('../../src/runtime/foreground.js')
+    const fake = fakeHost()
+    let otherSawAbort = false
+    const result = await serveInForeground({
+      config: {} as never,
+      async fireHooks(context) {
+        // Like oclif: every plugin's hook in parallel, settled together.
+        const listener = (async () => {
+          await delay(10)
+          context.fail(new Error('commands dir was replaced'))
+          throw new Error('commands dir was replaced')
+        })().catch((error: Error) => ({error, plugin: {name: 'listener'}}))
+        const patient = new Promise<void>((resolve) =>
+          context.signal.addEventListener(
+            'abort',
+            () => {
+              otherSawAbort = true
+              resolve()
+            },
+            {once: true},
+          ),
+        )
+        const [failure] = await Promise.all([listener, patient])
+        return {failures: failure ? [failure as never] : [], successes: []}
+      },
+      host: fake.host,
+      log: () => {},
+      paths: {} as never,
+      version: '0.0.0',
+    })
+    assert.equal(otherSawAbort, true)
+    assert.deepEqual([result.end, result.exitCode], ['hook-failed', 1])
+  })
+})

@@ -50,6 +50,9 @@ describe('a third-party plugin can hook occ:foreground', () => {
     await fs.mkdir(path.join(root, 'state'))
     const context: ForegroundContext = {
       config: {} as ForegroundContext['config'],
+      fail(error) {
+        throw error
+      },
       log: (line) => logs.push(line),
       paths: resolvePaths(),
       runtime,
@@ -62,6 +65,8 @@ describe('a third-party plugin can hook occ:foreground', () => {
     const running = config.runHook<'occ:foreground', OccHooks>('occ:foreground', context)
     const marker = process.env.OCC_TEST_FOREGROUND_MARKER!
     await waitFor(async () => JSON.parse(await fs.readFile(marker, 'utf8')).state === 'started')
+    // Both hooks run side by side: let the listener say what it does before the signal ends it.
+    await waitFor(async () => logs.some((line) => line.startsWith('Update listener disabled')))
     assert.deepEqual(JSON.parse(await fs.readFile(marker, 'utf8')), {
       container: 'opencode-cloud-sandbox-third-party',
       hasUpdateOpencode: true,

@@ -64,6 +64,8 @@ export async function runUpdateListener(ctx: ForegroundContext, overrides: Liste
       await make(prepared).run(ctx.signal)
     } catch (error) {
       ctx.log(`Update listener failed: ${errorMessage(error)}`)
+      // End service mode now, not when every other plugin's hook has returned.
+      ctx.fail?.(error instanceof Error ? error : new Error(String(error)))
       throw error
     }
   } finally {

@@ -20,10 +20,17 @@ import foreground from '../src/hooks/foreground.js'
 import {runUpdateListener} from '../src/index.js'
 import {fakeUpdate, waitFor} from './helpers.js'
 
-function context(root: string, mounts: () => Promise<MountSpec[]>, logs: string[], controller: AbortController): ForegroundContext {
+function context(
+  root: string,
+  mounts: () => Promise<MountSpec[]>,
+  logs: string[],
+  controller: AbortController,
+  failures: Error[] = [],
+): ForegroundContext {
   const runtime = {bindMounts: mounts, kind: 'host', names: resourceNames('fg')} as unknown as HostRuntimeApi
   return {
     config: {} as ForegroundContext['config'],
+    fail: (error) => failures.push(error),
     log: (line) => logs.push(line),
     paths: resolvePaths({HOME: root}),
     runtime,
@@ -85,8 +92,9 @@ describe('the occ:foreground hook', () => {
     assert.equal(await fs.access(commands()).then(() => true, () => false), false)
   })
 
-  it('throws when the listener cannot go on (its commands dir was replaced), so the service restarts occ', async () => {
-    const running = runUpdateListener(context(root, async () => [{container: MOUNT_STATE, host: root, readOnly: false}], logs, controller), {
+  it('throws and calls fail() when the listener cannot go on (its commands dir was replaced), so the service restarts occ', async () => {
+    const failures: Error[] = []
+    const running = runUpdateListener(context(root, async () => [{container: MOUNT_STATE, host: root, readOnly: false}], logs, controller, failures), {
       heartbeatMs: 30,
     })
     let settled = false
@@ -104,6 +112,8 @@ describe('the occ:foreground hook', () => {
     await waitFor(() => settled, 5000)
     await assert.rejects(running, /Update listener stopped: .*commands was replaced or moved/)
     assert.match(logs.join('\n'), /Update listener failed: /)
+    assert.equal(failures.length, 1, 'fail() ends service mode at once, without waiting for the other hooks')
+    assert.match(failures[0].message, /commands was replaced or moved/)
   })
 
   it('with a read-only state mount: says why, and listener.json tells status and the web UI', async () => {
