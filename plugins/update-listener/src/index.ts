@@ -13,7 +13,7 @@ import {
   type PreparedDir,
 } from 'opencode-cloud'
 
-import {type ListenerOptions, UpdateListener} from './listener.js'
+import {delay, type ListenerOptions, UpdateListener} from './listener.js'
 
 export {DEFAULTS, type ListenerEvent, type ListenerOptions, UpdateListener} from './listener.js'
 export * from './decisions.js'
@@ -90,22 +90,9 @@ async function readMounts(ctx: ForegroundContext, retry: {firstMs: number; maxMs
       failures++
     }
 
-    await abortableDelay(waitMs, ctx.signal)
+    await delay(waitMs, ctx.signal)
     waitMs = Math.min(waitMs * 2, retry.maxMs)
   }
 
   return undefined
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, {once: true})
-  })
 }

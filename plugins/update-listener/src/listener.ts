@@ -629,7 +629,8 @@ async function untilShutdownDeadline<T>(work: Promise<T>, signal: AbortSignal, g
   }
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits ms, or less when the signal aborts; never rejects. */
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) {
       resolve()
