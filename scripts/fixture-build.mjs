@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DEFAULT_TAG = 'opencode-cloud-sandbox-fixture:latest';
+const DEFAULT_TAG = process.env.OCC_FIXTURE_IMAGE || 'opencode-cloud-sandbox-fixture:latest';
 const DEFAULT_CLOUD_VERSION = 'fixture-1';
 const HASH_LABEL = 'org.opencode-cloud.fixture-hash';
 const HASH_SCHEMA = 'occ-fixture-image-v1';

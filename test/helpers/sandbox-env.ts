@@ -10,7 +10,8 @@ import {execa, type Options, type Result} from 'execa'
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const OCC_BIN = path.join(REPO_ROOT, 'bin/run.js')
-export const FIXTURE_IMAGE = 'opencode-cloud-sandbox-fixture:latest'
+/** The fixture image's tag (OCC_FIXTURE_IMAGE overrides it; see repo-helpers.mjs). */
+export const FIXTURE_IMAGE = process.env.OCC_FIXTURE_IMAGE || 'opencode-cloud-sandbox-fixture:latest'
 
 /**
  * An isolated world for one integration test: its own sandbox instance name, its own HOME and
