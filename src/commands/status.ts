@@ -57,6 +57,10 @@ export default class Status extends RuntimeCommand<typeof Status> {
     line('Health:', view.opencode.health?.label ?? 'unknown')
     line('Version:', view.opencode.version ?? 'unknown')
     line('Commit:', view.opencode.commitShort ?? 'unknown')
+    if (view.opencode.unverifiedRelease) {
+      const {previous, release} = view.opencode.unverifiedRelease
+      line('Unverified:', `release ${release.slice(0, 12)} was switched in and not verified healthy (previous: ${previous?.slice(0, 12) ?? 'unknown'}); occ restart re-verifies it or rolls back`)
+    }
     if (view.container.uptimeSeconds !== null) {
       line('Uptime:', `${formatDuration(view.container.uptimeSeconds)} (since ${view.container.startedAt})`)
     }

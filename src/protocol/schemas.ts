@@ -1,6 +1,7 @@
 import * as z from 'zod'
 
 import {UPDATE_STEPS} from '../runtime/update-types.js'
+import {MAX_RESULT_MESSAGE_BYTES} from './text.js'
 import {BRANCH_CHARSET, COMMIT_PATTERN, MAX_BRANCH_LENGTH, validateBranch} from './refs.js'
 
 export const UPDATE_COMMAND = 'update_opencode'
@@ -61,20 +62,36 @@ export const RESULT_ERROR_CODES = [
   'not_regular_file',
   'interrupted',
   'update_failed',
+  'busy',
 ] as const
 export type ResultErrorCode = (typeof RESULT_ERROR_CODES)[number]
+
+/** occ's stable error codes (UPDATE_ROLLED_BACK, BUILD_FAILED, …): upper case, digits, underscores. */
+export const OCC_CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/
 
 export const updateResultSchema = z
   .strictObject({
     status: z.enum(['success', 'error']),
     request_id: z.string().optional().describe("The request's request_id, when it had a readable one."),
-    message: z.string().describe('For people: what happened, or what went wrong.'),
+    message: z
+      .string()
+      .max(MAX_RESULT_MESSAGE_BYTES)
+      .describe('For people: what happened, or what went wrong. No control characters except newlines; at most 4 KiB (longer text is cut, saying how much).'),
     started_at: timestamp,
     finished_at: timestamp,
     changed: z.boolean().optional().describe('Whether opencode changed; absent when unknown (an interrupted update).'),
     from_commit: z.string().optional().describe('The commit installed before the update, when known.'),
     to_commit: z.string().optional().describe('The commit installed after the update, when known.'),
     error_code: z.enum(RESULT_ERROR_CODES).optional().describe('Why it failed, on error results.'),
+    rolled_back: z
+      .boolean()
+      .optional()
+      .describe('On update errors: whether the new version was switched back to the previous one (absent when no update ran).'),
+    code: z
+      .string()
+      .regex(OCC_CODE_PATTERN)
+      .optional()
+      .describe("On errors: occ's stable error code (UPDATE_ROLLED_BACK, BUILD_FAILED, UNKNOWN_BRANCH, …), finer than error_code."),
   })
   .meta({
     description: 'The answer to an update request (written as a temp file, then renamed into place).',
@@ -85,6 +102,34 @@ export type UpdateResult = z.output<typeof updateResultSchema>
 
 export const LISTENER_STATES = ['idle', 'updating', 'disabled'] as const
 export type ListenerState = (typeof LISTENER_STATES)[number]
+
+/** Requests claimed and waiting while another runs; past this, a request is answered "busy". */
+export const MAX_QUEUED_REQUESTS = 8
+
+export const queuedRequestSchema = z.strictObject({
+  request_id: z.string().max(MAX_REQUEST_ID_LENGTH).optional(),
+  claimed_at: timestamp,
+})
+
+export const OPENCODE_HEALTH_STATES = ['healthy', 'unhealthy', 'unknown'] as const
+
+export const listenerHealthSchema = z
+  .strictObject({
+    state: z.enum(OPENCODE_HEALTH_STATES),
+    checked_at: timestamp,
+    detail: z.string().max(200).optional().describe('For people: the last answer (e.g. "HTTP 503", "connection refused").'),
+  })
+  .describe("opencode's health as the listener last saw it (the listener runs whatever it is: an update is how it gets fixed).")
+
+export const pendingResultSchema = z
+  .strictObject({
+    request_id: z.string().max(MAX_REQUEST_ID_LENGTH).optional(),
+    status: z.enum(['success', 'error']).describe('The answer that is waiting to be written.'),
+    since: timestamp,
+    reason: z.string().max(500).describe('Why it could not be written (e.g. "ENOSPC: no space left on device").'),
+    next_retry_at: timestamp,
+  })
+  .describe('An answer that could not be written yet (disk full, I/O error): kept and retried with backoff; never dropped.')
 
 export const listenerStatusSchema = z
   .strictObject({
@@ -102,6 +147,13 @@ export const listenerStatusSchema = z
       .optional()
       .describe('When idle: the earliest time the next request may start (the rate limit); may be in the past.'),
     disabled_reason: z.string().optional().describe('When disabled: why the listener does not answer requests.'),
+    queue: z
+      .array(queuedRequestSchema)
+      .max(MAX_QUEUED_REQUESTS)
+      .optional()
+      .describe('Requests claimed and waiting their turn, oldest first (handled in order, one per rate-limit interval).'),
+    opencode_health: listenerHealthSchema.optional(),
+    pending_result: pendingResultSchema.optional(),
   })
   .meta({
     description: "The update listener's heartbeat: whether a listener is alive, busy, and on which step.",

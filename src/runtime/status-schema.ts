@@ -57,6 +57,12 @@ export const statusViewSchema = z.object({
     version: nullableString,
     commit: nullableString.describe('full commit from /opt/opencode/COMMIT'),
     commitShort: nullableString,
+    unverifiedRelease: z
+      .object({release: z.string(), previous: nullableString})
+      .nullable()
+      .describe(
+        'A release that was switched in and not verified healthy yet (an update was interrupted): the next update, occ start or occ restart re-verifies it, else rolls back to previous.',
+      ),
   }),
   broker: z.object({health: brokerHealthSchema.nullable(), process: z.boolean().nullable(), socket: z.boolean().nullable()}),
   image: z.object({version: nullableString}),

@@ -27,6 +27,8 @@ export interface SandboxFacts {
   imageVersion?: string
   brokerProcess?: boolean
   brokerSocket?: boolean
+  /** The release store's journal: a release switched in and not verified yet (see release-store.sh). */
+  unverifiedRelease?: {release: string; previous?: string}
 }
 
 /** One exec answers every in-sandbox question (an exec costs ~50 ms). Constant text, no input. */
@@ -37,6 +39,8 @@ export const SANDBOX_FACTS_SCRIPT = [
   'if [ -d /run/systemd/system ]; then systemctl is-active --quiet opencode-broker.service && echo broker_process=1 || echo broker_process=0;' +
     ' else pgrep -x opencode-broker >/dev/null 2>&1 && echo broker_process=1 || echo broker_process=0; fi',
   'test -S /run/opencode/auth.sock && echo broker_socket=1 || echo broker_socket=0',
+  // The release store's journal (a file only while a switched-in release is not verified).
+  "[ -f /opt/opencode/.journal ] && head -c 2000 /opt/opencode/.journal | sed -n 's/^release=/unverified=/p;s/^previous=/unverified_previous=/p'",
 ].join('\n')
 
 const MAX_FACT = 120
@@ -81,10 +85,28 @@ export function parseSandboxFacts(stdout: string): SandboxFacts {
         facts.brokerSocket = value === '1'
         break
       }
+
+      case 'unverified': {
+        const release = releaseName(value)
+        if (release) facts.unverifiedRelease = {...facts.unverifiedRelease, release}
+        break
+      }
+
+      case 'unverified_previous': {
+        const previous = releaseName(value)
+        if (previous && facts.unverifiedRelease) facts.unverifiedRelease.previous = previous
+        break
+      }
     }
   }
 
   return facts
+}
+
+/** A release directory name as the release store writes them (a commit, or image/<name>). */
+function releaseName(value: string): string | undefined {
+  const name = value.trim()
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name) ? name : undefined
 }
 
 /** The first hex token of 7–40 chars that has a letter a–f (so "20260131" is not a commit). */
@@ -178,6 +200,9 @@ export async function collectStatus(runtime: Runtime, options: CollectOptions = 
     view.opencode.version = facts.opencodeVersion ?? null
     view.opencode.commit = facts.commit ?? null
     view.opencode.commitShort = facts.commit?.slice(0, 7) ?? null
+    view.opencode.unverifiedRelease = facts.unverifiedRelease
+      ? {previous: facts.unverifiedRelease.previous ?? null, release: facts.unverifiedRelease.release}
+      : null
     view.image.version = facts.imageVersion ?? null
     view.broker = {
       health: mapBrokerHealth(facts.brokerProcess, facts.brokerSocket),
@@ -211,7 +236,7 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
     instance: runtime.names.instance ?? null,
     listener: null,
     mounts: state.mounts,
-    opencode: {commit: null, commitShort: null, health: null, url: null, version: null},
+    opencode: {commit: null, commitShort: null, health: null, unverifiedRelease: null, url: null, version: null},
     port: {bindAddress: state.hostIp ?? null, container: 3000, host: state.hostPort ?? null},
     runtime: runtime.kind,
     schemaVersion: 1,

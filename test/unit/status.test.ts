@@ -121,6 +121,12 @@ describe('status model', () => {
       })
     })
 
+    it('reads an unverified release from the release store journal, only with a sane name', () => {
+      const facts = parseSandboxFacts(`unverified=${COMMIT}\nunverified_previous=image\n`)
+      assert.deepEqual(facts.unverifiedRelease, {previous: 'image', release: COMMIT})
+      assert.equal(parseSandboxFacts('unverified=../../etc\u001b[2J\n').unverifiedRelease, undefined)
+    })
+
     it('treats empty values as unknown and 0 as false', () => {
       const facts = parseSandboxFacts('version=\ncommit=\nimage_version=\nbroker_process=0\nbroker_socket=0\ninit=other\n')
       assert.equal(facts.opencodeVersion, undefined)

@@ -101,17 +101,35 @@ describe('update: hand-off to the host listener (container runtime)', () => {
     assert.deepEqual((await fs.readdir(dir)).filter((name) => name.startsWith('.') || name === REQUEST_FILE), [], 'no temp or request file left')
   })
 
-  it('defaults to the dev branch and carries an error result back as an error outcome', async () => {
+  it('defaults to the dev branch and carries an error result back as an error outcome (rolled_back and code as written)', async () => {
     await writeListener(dir)
-    const listener = fakeListener(dir, () => ({error_code: 'update_failed', message: 'Update to 4444444 failed: x. Rolled back to 1111111, which is serving again.', status: 'error'}))
+    const listener = fakeListener(dir, () => ({
+      code: 'UPDATE_ROLLED_BACK',
+      error_code: 'update_failed',
+      message: 'Update to 4444444 failed: x. Switched to 1111111, which is serving again.',
+      rolled_back: true,
+      status: 'error',
+    }))
     try {
       const outcome = await handOffUpdate({commandsDir: dir, pollMs: 10, request: {}})
       assert.equal(outcome.status, 'error')
       assert.equal(outcome.rolledBack, true)
-      assert.equal(outcome.error?.code, 'HOST_UPDATE_FAILED')
+      assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
       assert.equal(outcome.error?.exitCode, 8)
       assert.deepEqual(outcome.ref, {branch: 'dev'})
       assert.equal(listener.seen[0].branch, undefined)
+    } finally {
+      await listener.stop()
+    }
+  })
+
+  it('does not guess rolledBack from the message text (an older result without rolled_back)', async () => {
+    await writeListener(dir)
+    const listener = fakeListener(dir, () => ({error_code: 'update_failed', message: 'The build failed; it said: rolled back nothing.', status: 'error'}))
+    try {
+      const outcome = await handOffUpdate({commandsDir: dir, pollMs: 10, request: {}})
+      assert.equal(outcome.rolledBack, false)
+      assert.equal(outcome.error?.code, 'HOST_UPDATE_FAILED')
     } finally {
       await listener.stop()
     }

@@ -21,6 +21,9 @@ import {
   LISTENER_FILE,
   type ListenerStatusFile,
   lstatEntry,
+  OCC_CODE_PATTERN,
+  outcomeToResult,
+  resultMessage,
   isDirChangedError,
   type OpenedDir,
   parseClaimFileName,
@@ -30,7 +33,6 @@ import {
   readUntrustedEntry,
   REQUEST_FILE,
   RESULT_FILE,
-  type ResultErrorCode,
   type UpdateCommand,
   type UpdateOutcome,
   type UpdateResult,
@@ -382,20 +384,17 @@ export class UpdateListener {
         status: 'error',
       }
     } else if ('error' in settled) {
-      const code: ResultErrorCode = signal.aborted ? 'interrupted' : 'update_failed'
-      result = {...base, error_code: code, finished_at: isoNow(this.options.clock()), message: errorMessage(settled.error), status: 'error'}
-    } else {
-      const {outcome} = settled
+      const code = (settled.error as {code?: unknown}).code
       result = {
         ...base,
-        changed: outcome.changed,
+        error_code: signal.aborted ? 'interrupted' : 'update_failed',
         finished_at: isoNow(this.options.clock()),
-        message: outcome.message,
-        status: outcome.status,
-        ...(outcome.fromCommit ? {from_commit: outcome.fromCommit} : {}),
-        ...(outcome.toCommit ? {to_commit: outcome.toCommit} : {}),
-        ...(outcome.status === 'error' ? {error_code: signal.aborted ? ('interrupted' as const) : ('update_failed' as const)} : {}),
+        message: resultMessage(errorMessage(settled.error)),
+        status: 'error',
+        ...(typeof code === 'string' && OCC_CODE_PATTERN.test(code) ? {code} : {}),
       }
+    } else {
+      result = outcomeToResult(settled.outcome, {interrupted: signal.aborted, requestId: request.requestId})
     }
 
     this.busy = undefined

@@ -20,6 +20,7 @@ import type {OccPaths} from '../../config/paths.js'
 import {ExitCode, NotSupportedError, OccError, TimeoutError} from '../../errors.js'
 import {COMMANDS_SUBDIR, REQUEST_FILE, RESULT_FILE} from '../../protocol/command-files.js'
 import {describeListener, readListenerStatus, type ListenerView} from '../../protocol/listener-status.js'
+import {resultToOutcome} from '../../protocol/result-mapping.js'
 import {readUntrustedFile} from '../../protocol/safe-fs.js'
 import {UPDATE_COMMAND, updateResultSchema, type UpdateResult} from '../../protocol/schemas.js'
 import {parseUntrustedJson} from '../../protocol/untrusted-json.js'
@@ -83,7 +84,7 @@ export async function handOffUpdate(options: HandoffOptions): Promise<UpdateOutc
     }
 
     const result = await readResult(dir)
-    if (result?.request_id === requestId) return toOutcome(result, options.request)
+    if (result?.request_id === requestId) return resultToOutcome(result, options.request)
 
     const view = await readListenerStatus(dir)
     if (view.state === 'active' && view.status.state === 'updating' && view.status.request_id === requestId) {
@@ -214,26 +215,4 @@ function noListener(view: ListenerView): OccError {
     actions: ['On the host: occ install (the service runs the listener), or occ start --no-daemon', 'Or update from the host: occ update opencode'],
     exit: ExitCode.updateFailed,
   })
-}
-
-/** The host's result, as the outcome the command prints (steps are the host's; not carried). */
-export function toOutcome(result: UpdateResult, request: UpdateRequest): UpdateOutcome {
-  const outcome: UpdateOutcome = {
-    changed: result.changed ?? false,
-    finishedAt: result.finished_at,
-    message: result.message,
-    ref: {...(request.branch ? {branch: request.branch} : {}), ...(request.commit ? {commit: request.commit} : {})},
-    rolledBack: result.status === 'error' && /rolled back/i.test(result.message),
-    startedAt: result.started_at,
-    status: result.status,
-    steps: [],
-  }
-  if (!request.branch && !request.commit) outcome.ref.branch = 'dev'
-  if (result.from_commit) outcome.fromCommit = result.from_commit
-  if (result.to_commit) outcome.toCommit = result.to_commit
-  if (result.status === 'error') {
-    outcome.error = {actions: ['See the host: occ logs, occ status'], code: `HOST_${(result.error_code ?? 'update_failed').toUpperCase()}`, exitCode: ExitCode.updateFailed}
-  }
-
-  return outcome
 }
