@@ -5,6 +5,14 @@ import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './p
 import {statusViewSchema} from './runtime/status-schema.js'
 import {installResultSchema, uninstallResultSchema} from './service/result-schema.js'
 import {updateOutcomeSchema} from './runtime/update/outcome-schema.js'
+import {
+  resetIotpResultSchema,
+  userAddResultSchema,
+  userEnabledResultSchema,
+  userListResultSchema,
+  userPasswdResultSchema,
+  userRemoveResultSchema,
+} from './runtime/users/schemas.js'
 
 export interface JsonSchemaEntry {
   /** File name in schemas/ without `.schema.json`. */
@@ -27,6 +35,12 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {name: 'install-result', schema: installResultSchema},
   {name: 'uninstall-result', schema: uninstallResultSchema},
   {name: 'update-outcome', schema: updateOutcomeSchema},
+  {name: 'user-add-result', schema: userAddResultSchema},
+  {name: 'user-remove-result', schema: userRemoveResultSchema},
+  {name: 'user-list-result', schema: userListResultSchema},
+  {name: 'user-passwd-result', schema: userPasswdResultSchema},
+  {name: 'user-enabled-result', schema: userEnabledResultSchema},
+  {name: 'reset-iotp-result', schema: resetIotpResultSchema},
 ]
 
 /** The text of each schemas/<name>.schema.json, exactly as committed. */

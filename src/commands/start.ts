@@ -62,6 +62,23 @@ Uses the configured image when it is present locally, else pulls it. Creates the
     this.log(`Container:  ${result.container} (${result.containerId.slice(0, 12)})`)
     this.log(`Port:       ${result.port} -> 3000`)
     this.log(`Ready in:   ${(result.readiness.elapsedMs / 1000).toFixed(1)} s`)
+    if (result.firstLogin) this.renderFirstLogin(result.firstLogin)
+  }
+
+  /** Nobody can log in yet: the IOTP opens the web UI once, to create the first user. */
+  private renderFirstLogin(first: NonNullable<StartResult['firstLogin']>): void {
+    this.log('')
+    if (first.iotp.state === 'active' && first.iotp.otp) {
+      this.log('First-time onboarding')
+      this.log(`Initial One-Time Password (IOTP): ${first.iotp.otp}`)
+      this.log('Open the URL above, sign in with it once and create your login user (or run: occ user add <name>).')
+      return
+    }
+
+    this.log(`Could not retrieve an IOTP: ${first.iotp.label}${first.iotp.detail ? ` (${first.iotp.detail})` : ''}.`)
+    for (const hint of first.hints) this.log(hint)
+    this.log('Or create a login user now: occ user add <name>')
+    this.log(`Or read it from the logs: ${first.fromLogs}`)
   }
 }
 

@@ -1,13 +1,25 @@
+import {Flags} from '@oclif/core'
+
 import type {HostRuntime} from '../runtime/host-runtime.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
 import {collectStatus, formatDuration, type StatusView} from '../runtime/status.js'
+import {IOTP_FROM_LOGS, iotpResetHints} from '../runtime/users/iotp.js'
 
 export default class Status extends RuntimeCommand<typeof Status> {
   static override description = `Show the sandbox's state: container, opencode health, broker, versions, port and mounts.
 
---json prints a stable object (schemas/status.schema.json). -q prints nothing and exits 0 when the container runs, 1 otherwise.`
+--json prints a stable object (schemas/status.schema.json). -q prints nothing and exits 0 when the container runs, 1 otherwise. The first-login password (IOTP) is masked unless --show-secrets.`
 
-  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json', '<%= config.bin %> status -q && echo running']
+  static override examples = [
+    '<%= config.bin %> status',
+    '<%= config.bin %> status --json',
+    '<%= config.bin %> status -q && echo running',
+    '<%= config.bin %> status --show-secrets',
+  ]
+
+  static override flags = {
+    'show-secrets': Flags.boolean({description: 'Show the initial one-time password (IOTP) instead of masking it (text and --json).'}),
+  }
 
   static override supportedRuntimes = ['host' as const, 'container' as const]
 
@@ -18,7 +30,7 @@ export default class Status extends RuntimeCommand<typeof Status> {
       this.exit(state.running ? 0 : 1)
     }
 
-    const viewPromise = collectStatus(runtime)
+    const viewPromise = collectStatus(runtime, {showSecrets: this.flags['show-secrets']})
     // Loaded while Docker answers the probes: the host-only parts (listener, service).
     const view =
       this.runtimeKind === 'host'
@@ -85,9 +97,29 @@ export default class Status extends RuntimeCommand<typeof Status> {
       }
     }
 
+    this.renderIotp(view, line)
     if (view.mounts.length > 0) {
       this.log('\nMounts')
       for (const mount of view.mounts) this.log(`  ${mount.source} -> ${mount.target} ${mount.readOnly ? 'ro' : 'rw'} (${mount.type})`)
+    }
+  }
+
+  private renderIotp(view: StatusView, line: (label: string, value: string) => void): void {
+    const {iotp} = view
+    if (!view.security) this.log('\nFirst login')
+    line('IOTP state:', iotp.label)
+    if (iotp.state === 'active') {
+      line('IOTP value:', iotp.value ?? '******** (shown with: occ status --show-secrets)')
+      if (iotp.createdAt) line('', `issued ${iotp.createdAt}; sign in with it and create your login user`)
+    } else {
+      line('IOTP value:', 'not available')
+      if (iotp.detail) line('', iotp.detail)
+      if (view.security?.allowUnauthenticatedNetwork) line('', 'allow_unauthenticated_network=true may skip IOTP generation by design.')
+    }
+
+    if (iotp.state !== 'user_exists' && iotp.state !== 'unavailable') {
+      for (const hint of iotpResetHints(view.security?.bindAddress ?? '127.0.0.1')) line('', hint)
+      if (iotp.state !== 'active') line('', `Extract manually: ${IOTP_FROM_LOGS}`)
     }
   }
 }

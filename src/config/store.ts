@@ -186,7 +186,7 @@ const FALSE_WORDS = new Set(['0', 'false', 'no', 'off'])
 export function applyConfigValue(config: OccConfig, key: keyof OccConfig, text: string): OccConfig {
   if (key === 'auth_password') {
     throw new ConfigError('auth_password is deprecated and is never set from the command line.', {
-      actions: ['Create a login user inside the sandbox instead: occ user add <name>'],
+      actions: ['Create a login user in the sandbox instead (its password goes to the sandbox, never into config.json): occ user add <name> --generate, or --password-stdin'],
     })
   }
 

@@ -7,6 +7,8 @@ import {isNotFound} from '../docker/connection.js'
 import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
 import type {HostRuntime} from './host-runtime.js'
 import {waitUntilReady, type Readiness, type ReadinessOptions} from './readiness.js'
+import {firstLogin, userStoreFor, type FirstLogin} from './users/host-users.js'
+import type {RestoreReport} from './users/store.js'
 
 export interface StartOptions {
   /** Host port; defaults to the config's opencode_web_port. */
@@ -32,6 +34,10 @@ export interface StartResult {
   url: string | null
   readiness: Readiness
   warnings: string[]
+  /** The login users put back from their records (and config.users brought in line). */
+  users: RestoreReport
+  /** Set when nobody can log in yet: the initial one-time password, or why there is none. */
+  firstLogin: FirstLogin | null
 }
 
 /** The bind mounts for a new container: config (unless --no-mounts) then --mount, last per target wins. */
@@ -138,9 +144,11 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     onProgress: progress,
     recentLogs: () => recentLogLines(host, 20),
   })
+  const users = await restoreUsers(host, progress)
   const state = await host.containerState()
   return {
     alreadyRunning,
+    firstLogin: await firstLogin(host, config),
     container: names.container,
     containerId: state.id ?? info.Id,
     created,
@@ -149,8 +157,22 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     port: state.hostPort ?? port,
     readiness,
     url: (await host.opencodeUrl()) ?? null,
+    users,
     warnings,
   }
+}
+
+/**
+ * Restores the login users from their records (every start and restart; also for a recreated
+ * container) and mirrors them into config.users. Runs after readiness, when the image's own
+ * entrypoint restore is done. A user that cannot be restored fails the start, naming it.
+ */
+export async function restoreUsers(host: HostRuntime, progress: (message: string) => void = () => {}): Promise<RestoreReport> {
+  const report = await userStoreFor(host, host).restore()
+  if (report.restored.length > 0) progress(`Restored login users: ${report.restored.join(', ')}`)
+  if (report.migrated.length > 0) progress(`Recorded existing login users: ${report.migrated.join(', ')}`)
+  for (const skipped of report.skipped) progress(`Skipped a user record: ${skipped}`)
+  return report
 }
 
 function mapCreateError(error: unknown, port: number): OccError {
@@ -213,6 +235,7 @@ export interface RestartResult {
   url: string | null
   readiness: Readiness
   durationMs: number
+  users: RestoreReport
 }
 
 /**
@@ -224,12 +247,20 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
   const info = await host.inspect()
   if (!info) {
     const result = await startSandbox(host, {onProgress: options.onProgress})
-    return {container: result.container, durationMs: Date.now() - started, port: result.port, readiness: result.readiness, url: result.url}
+    return {
+      container: result.container,
+      durationMs: Date.now() - started,
+      port: result.port,
+      readiness: result.readiness,
+      url: result.url,
+      users: result.users,
+    }
   }
 
   options.onProgress?.(`Restarting container ${host.names.container}`)
   await host.container().restart({t: options.timeoutSeconds})
   const readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
+  const users = await restoreUsers(host, options.onProgress)
   const state = await host.containerState()
   return {
     container: host.names.container,
@@ -237,6 +268,7 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
     port: state.hostPort ?? host.config.opencode_web_port,
     readiness,
     url: (await host.opencodeUrl()) ?? null,
+    users,
   }
 }
 

@@ -15,7 +15,7 @@ export type RuntimeFlags<T extends typeof Command> = Interfaces.InferredFlags<(t
 export type RuntimeArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 /** The commands that make sense inside the sandbox; everything else is host-only. */
-export const CONTAINER_COMMANDS = ['status', 'logs', 'update opencode']
+export const CONTAINER_COMMANDS = ['status', 'logs', 'user', 'update opencode']
 
 /**
  * The base class of every occ command and of third-party plugin commands. It owns the base

@@ -79,6 +79,16 @@ export const statusViewSchema = z.object({
     })
     .nullable()
     .describe('from the host config (host runtime only)'),
+  iotp: z
+    .object({
+      state: z.enum(['active', 'user_exists', 'completed', 'not_initialized', 'invalid_state', 'error', 'unavailable']),
+      label: z.string().describe('unused (active) / inactive (users configured) / used (completed) / …, as the Rust occ prints it'),
+      createdAt: nullableString,
+      value: nullableString.describe('the initial one-time password: only with --show-secrets, else null'),
+      masked: z.boolean().describe('true when there is an active IOTP whose value was left out'),
+      detail: nullableString,
+    })
+    .describe('the first-login password (initial one-time password) from the image\'s opencode-cloud-bootstrap'),
   listener: listenerViewSchema.nullable().describe('the update listener (host runtime only)'),
   service: serviceViewSchema.nullable().describe('the service registration (host runtime only)'),
 })

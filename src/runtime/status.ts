@@ -2,6 +2,7 @@ import type * as z from 'zod'
 
 import type {ContainerState, HealthProbe, Runtime} from './runtime.js'
 import type {statusViewSchema} from './status-schema.js'
+import {BOOTSTRAP_HELPER, iotpInfo, parseBootstrapAnswer, unavailableIotp, type IotpInfo} from './users/iotp.js'
 
 export type OpencodeHealthState = 'check_failed' | 'healthy' | 'starting' | 'unhealthy'
 export type BrokerHealthState = 'check_failed' | 'degraded' | 'healthy' | 'unhealthy'
@@ -29,6 +30,8 @@ export interface SandboxFacts {
   brokerSocket?: boolean
   /** The release store's journal: a release switched in and not verified yet (see release-store.sh). */
   unverifiedRelease?: {release: string; previous?: string}
+  /** The first-login helper's status answer (parsed strictly), or why there is none. */
+  iotp?: IotpInfo
 }
 
 /** One exec answers every in-sandbox question (an exec costs ~50 ms). Constant text, no input. */
@@ -41,7 +44,14 @@ export const SANDBOX_FACTS_SCRIPT = [
   'test -S /run/opencode/auth.sock && echo broker_socket=1 || echo broker_socket=0',
   // The release store's journal (a file only while a switched-in release is not verified).
   "[ -f /opt/opencode/.journal ] && head -c 2000 /opt/opencode/.journal | sed -n 's/^release=/unverified=/p;s/^previous=/unverified_previous=/p'",
+  // The IOTP state: "$@" is empty or --include-secret (occ status --show-secrets), nothing else.
+  `if [ -x ${BOOTSTRAP_HELPER} ]; then printf "iotp=%s\\n" "$(${BOOTSTRAP_HELPER} status "$@" 2>/dev/null | head -c 4096 | tr -d "\\n")"; else echo iotp_missing=1; fi`,
 ].join('\n')
+
+/** argv of the one facts exec; the IOTP value is asked for only when it will be shown. */
+export function sandboxFactsArgv(includeSecret = false): string[] {
+  return ['sh', '-c', SANDBOX_FACTS_SCRIPT, 'occ-facts', ...(includeSecret ? ['--include-secret'] : [])]
+}
 
 const MAX_FACT = 120
 
@@ -95,6 +105,16 @@ export function parseSandboxFacts(stdout: string): SandboxFacts {
       case 'unverified_previous': {
         const previous = releaseName(value)
         if (previous && facts.unverifiedRelease) facts.unverifiedRelease.previous = previous
+        break
+      }
+
+      case 'iotp': {
+        facts.iotp = iotpInfo(parseBootstrapAnswer(value))
+        break
+      }
+
+      case 'iotp_missing': {
+        facts.iotp = iotpInfo({problem: `the image has no ${BOOTSTRAP_HELPER}`})
         break
       }
     }
@@ -171,6 +191,8 @@ export type StatusView = z.infer<typeof statusViewSchema>
 export interface CollectOptions {
   healthTimeoutMs?: number
   execTimeoutMs?: number
+  /** Put the IOTP itself into the view (occ status --show-secrets); otherwise only its state. */
+  showSecrets?: boolean
   now?: () => number
 }
 
@@ -182,7 +204,7 @@ export async function collectStatus(runtime: Runtime, options: CollectOptions = 
   // The exec starts at once, beside the inspect: when the container turns out not to run, its
   // (failed) answer is simply not used.
   const factsPromise = runtime
-    .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: options.execTimeoutMs ?? 5000, user: 'root'})
+    .exec(sandboxFactsArgv(options.showSecrets), {timeoutMs: options.execTimeoutMs ?? 5000, user: 'root'})
     .then((result) => parseSandboxFacts(result.stdout))
     .catch(() => undefined)
   const state = await runtime.containerState()
@@ -213,7 +235,22 @@ export async function collectStatus(runtime: Runtime, options: CollectOptions = 
     view.broker = {health: mapBrokerHealth(undefined, undefined), process: null, socket: null}
   }
 
+  const iotp = facts?.iotp ?? iotpInfo({problem: 'the sandbox could not be asked'})
+  view.iotp = iotpView(iotp, options.showSecrets ?? false)
+
   return view
+}
+
+/** The IOTP as status shows it: the value only when asked for (and there is one). */
+export function iotpView(iotp: IotpInfo, showSecrets: boolean): StatusView['iotp'] {
+  return {
+    createdAt: iotp.createdAt,
+    detail: iotp.detail,
+    label: iotp.label,
+    masked: iotp.state === 'active' && !showSecrets,
+    state: iotp.state,
+    value: showSecrets ? iotp.otp : null,
+  }
 }
 
 function emptyView(runtime: Runtime, state: ContainerState, now: () => number): StatusView {
@@ -234,6 +271,7 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
     },
     image: {version: state.labels['org.opencode-cloud.version'] ?? null},
     instance: runtime.names.instance ?? null,
+    iotp: iotpView(unavailableIotp(state.exists ? 'container not running' : 'no container'), false),
     listener: null,
     mounts: state.mounts,
     opencode: {commit: null, commitShort: null, health: null, unverifiedRelease: null, url: null, version: null},
