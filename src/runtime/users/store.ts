@@ -50,7 +50,7 @@ export class UserStore {
   async preflight(): Promise<void> {
     if (this.runtime.kind === 'container' && process.getuid?.() !== 0) {
       throw new NotSupportedError('User management in container runtime requires root.', {
-        actions: ['Try: sudo occ user …', `Or from the host: docker exec -u root -it ${this.runtime.names.container} occ user …`],
+        actions: ['Try: sudo occ user …', `Or from the host: docker exec -u root -it ${(await this.runtime.containerState()).name} occ user …`],
       })
     }
 
