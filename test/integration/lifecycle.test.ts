@@ -151,12 +151,13 @@ describe('occ against a real Docker engine (fixture image)', function () {
     assert.ok(out(start).includes(`http://localhost:${sandbox.port}`), describeRun(start))
     expectExit(await sandbox.occ(['status', '-q']), 0)
 
-    // logs right after start: real, whole lines (the fixture's first lines say "listening")
+    // logs right after start: real, whole lines (the fixture's first lines say "listening"; the
+    // entrypoint's own lines, e.g. the IOTP, start with [opencode-cloud])
     const logs = await sandbox.occ(['logs', '--no-follow', '-n', '5'])
     expectExit(logs, 0)
     const lines = out(logs).split('\n').filter((line, index, all) => index < all.length - 1 || line !== '')
     assert.ok(lines.length > 0 && lines.length <= 5, `expected 1..5 lines:\n${out(logs)}`)
-    for (const line of lines) assert.match(line, /^(opencode|opencode-broker|supervisor)\b/, `not a whole log line: ${JSON.stringify(line)}`)
+    for (const line of lines) assert.match(line, /^(?:(?:opencode|opencode-broker|supervisor)\b|\[opencode-cloud\] )/, `not a whole log line: ${JSON.stringify(line)}`)
     assert.ok(lines.some((line) => line.includes('listening')), `no 'listening' line:\n${out(logs)}`)
 
     const logsJson = json<{lines: Array<{stream: string; text: string; timestamp?: string}>}>(await sandbox.occ(['logs', '--no-follow', '--json', '-n', 'all']))

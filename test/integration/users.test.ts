@@ -6,6 +6,7 @@ import path from 'node:path'
 import {execa, type Result} from 'execa'
 
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
+import {resetIotpResultSchema, userAddResultSchema, userEnabledResultSchema, userListResultSchema} from '../../src/runtime/users/schemas.js'
 import type {StatusView} from '../../src/runtime/status.js'
 import {createSandboxEnv, describeRun, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
 
@@ -94,8 +95,17 @@ describe('integration: login users and the first-login password (occ user *, occ
     assert.ok(!out(text).includes(otp) && /IOTP state:\s+unused \(active\)/.test(out(text)), describeRun(text))
     assert.equal((await status('--show-secrets')).iotp.value, otp)
 
+    // Refused while the config binds a network address, unless --force (the IOTP stays as it was).
+    expectExit(await sandbox.occ(['config', 'set', 'bind_address', '0.0.0.0']), 0)
+    const exposed = await sandbox.occ(['reset', 'iotp', '--json'])
+    expectExit(exposed, 2)
+    assert.match(json<{error: {message: string}}>(exposed).error.message, /not localhost/)
+    expectExit(await sandbox.occ(['config', 'set', 'bind_address', '127.0.0.1']), 0)
+    assert.equal((await status('--show-secrets')).iotp.value, otp)
+
     const reset = await sandbox.occ(['reset', 'iotp', '--json'])
     expectExit(reset, 0)
+    assert.ok(resetIotpResultSchema.safeParse(json(reset)).success, out(reset))
     const fresh = json<{iotp: {state: string; value: string}}>(reset).iotp
     assert.equal(fresh.state, 'active')
     assert.match(fresh.value, /^[0-9a-f]{96}$/)
@@ -135,10 +145,18 @@ describe('integration: login users and the first-login password (occ user *, occ
     assert.equal(record.locked, false)
     assert.equal(out(await inside(['stat', '-c', '%a', '/var/lib/opencode-users', '/var/lib/opencode-users/alice.json'])), '700\n600')
     assert.deepEqual(await configUsers(), ['alice'])
+    const listed = await sandbox.occ(['user', 'list', '--json'])
+    assert.ok(userListResultSchema.safeParse(json(listed)).success, out(listed))
+    const again = await sandbox.occ(['user', 'add', 'alice', '--generate', '--json'])
+    expectExit(again, 1)
+    assert.equal(json<{error: {message: string}}>(again).error.message, "User 'alice' already exists in the container.")
     const view = await status('--show-secrets')
     assert.equal(view.iotp.state, 'user_exists')
     assert.equal(view.iotp.value, null)
     assert.deepEqual(view.security?.users, ['alice'])
+    const noReset = await sandbox.occ(['reset', 'iotp', '--json'])
+    expectExit(noReset, 1)
+    assert.equal(json<{error: {code: string}}>(noReset).error.code, 'IOTP_INACTIVE')
 
     const remove = await sandbox.occ(['user', 'remove', 'alice', '--force', '--json'])
     expectExit(remove, 0)
@@ -169,6 +187,7 @@ describe('integration: login users and the first-login password (occ user *, occ
 
     const disable = await sandbox.occ(['user', 'disable', 'bob', '--json'])
     expectExit(disable, 0)
+    assert.ok(userEnabledResultSchema.safeParse(json(disable)).success)
     assert.deepEqual(json(disable), {enabled: false, username: 'bob', users: ['bob']})
     assert.equal(await passwdStatus('bob'), 'L')
     assert.equal(await verifies('bob', password), 'bad', 'a disabled user cannot sign in')
@@ -185,7 +204,11 @@ describe('integration: login users and the first-login password (occ user *, occ
   })
 
   it('stop --remove && start: users and lock states come back; an account deleted in a running sandbox is recreated by occ start', async () => {
-    const carol = out(await sandbox.occ(['user', 'add', 'carol', '--generate', '--print-password-only'])).trim()
+    const added = await sandbox.occ(['user', 'add', 'carol', '--generate', '--json'])
+    expectExit(added, 0)
+    const parsedAdd = userAddResultSchema.parse(json(added))
+    const carol = parsedAdd.password ?? ''
+    assert.match(carol, /^[A-Za-z0-9]{30}$/)
     const dave = out(await sandbox.occ(['user', 'add', 'dave', '--generate', '--print-password-only'])).trim()
     expectExit(await sandbox.occ(['user', 'disable', 'dave']), 0)
     expectExit(await sandbox.occ(['stop', '--remove']), 0)
