@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  {ignores: ['lib/**', 'plugins/*/lib/**', 'node_modules/**', '.cache/**', 'coverage/**', 'oclif.manifest.json']},
+  {ignores: ['lib/**', 'plugins/*/lib/**', 'packages/*/dist/**', 'node_modules/**', '.cache/**', 'coverage/**', 'oclif.manifest.json']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -32,11 +32,11 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/runtime/**', 'src/docker/**', 'src/service/**', 'src/protocol/**', 'plugins/**', 'test/**', 'bench/**', 'scripts/**'],
+    files: ['src/runtime/**', 'src/docker/**', 'src/service/**', 'src/protocol/**', 'plugins/**', 'packages/**', 'test/**', 'bench/**', 'scripts/**'],
     rules: {'no-restricted-imports': 'off'},
   },
   {
-    files: ['test/**', 'bench/**'],
+    files: ['test/**', 'bench/**', 'packages/*/test/**'],
     rules: {'@typescript-eslint/no-non-null-assertion': 'off'},
   },
 )

@@ -7,6 +7,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {renderJsonSchemas} from '../src/json-schemas.js'
+import {renderClientSchemaModule} from '../packages/update-client/scripts/render-schemas.js'
 
 const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../schemas')
 await fs.mkdir(outDir, {recursive: true})
@@ -22,3 +23,8 @@ for (const name of await fs.readdir(outDir)) {
     console.log(`removed schemas/${name} (no longer in src/json-schemas.ts)`)
   }
 }
+
+// The update client (packages/update-client) validates against the same schemas, embedded.
+const clientModule = path.resolve(outDir, '../packages/update-client/src/schemas.generated.ts')
+await fs.writeFile(clientModule, renderClientSchemaModule())
+console.log('wrote packages/update-client/src/schemas.generated.ts')

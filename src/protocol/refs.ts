@@ -9,6 +9,11 @@ export const MAX_BRANCH_LENGTH = 200
 /** Deliberately narrower than git allows: nothing a shell, a URL or a terminal could misread. */
 export const BRANCH_CHARSET = /^[A-Za-z0-9._/-]+$/
 export const COMMIT_PATTERN = /^[0-9a-fA-F]{7,40}$/
+/**
+ * validateBranch's rules (beyond the charset and length) as one regular expression, so that the
+ * JSON Schema carries them too and a client validating against it refuses what the host refuses.
+ */
+export const BRANCH_RULES = /^(?!-)(?!\/)(?!.*\/$)(?!.*\.$)(?!HEAD$)(?!.*\.\.)(?!.*\/\/)(?!(?:.*\/)?\.)(?!.*\.lock(?:\/|$))/
 
 /**
  * `git check-ref-format --branch` rules, plus the conservative charset above:

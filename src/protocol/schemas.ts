@@ -2,7 +2,7 @@ import * as z from 'zod'
 
 import {UPDATE_STEPS} from '../runtime/update-types.js'
 import {MAX_RESULT_MESSAGE_BYTES} from './text.js'
-import {BRANCH_CHARSET, COMMIT_PATTERN, MAX_BRANCH_LENGTH, validateBranch} from './refs.js'
+import {BRANCH_CHARSET, BRANCH_RULES, COMMIT_PATTERN, MAX_BRANCH_LENGTH, validateBranch} from './refs.js'
 
 export const UPDATE_COMMAND = 'update_opencode'
 export const MAX_REQUEST_ID_LENGTH = 200
@@ -15,6 +15,7 @@ const branchSchema = z
   .string()
   .max(MAX_BRANCH_LENGTH)
   .regex(BRANCH_CHARSET)
+  .regex(BRANCH_RULES)
   .superRefine((value, ctx) => {
     const check = validateBranch(value)
     if (!check.ok) ctx.addIssue({code: 'custom', message: check.reason})
