@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 
-/** The seed's names (kept for the web UI), plus the listener's own files, all in the commands dir. */
+/** The contract's names (docs/update-flow.md, kept from the Rust occ), plus the listener's own files, all in the commands dir. */
 export const REQUEST_FILE = 'update-command.json'
 export const RESULT_FILE = 'update-command.result.json'
 export const LISTENER_FILE = 'listener.json'
@@ -9,7 +9,7 @@ export const LISTENER_FILE = 'listener.json'
 /** Cap on anything read from the sandbox-writable directory. */
 export const MAX_REQUEST_BYTES = 64 * 1024
 
-/** `<host path of the state mount>/opencode-cloud/commands` (the seed's path, relative to the mount). */
+/** `<host path of the state mount>/opencode-cloud/commands` (docs/update-flow.md; relative to the mount). */
 export const COMMANDS_SUBDIR = path.join('opencode-cloud', 'commands')
 
 /**

@@ -8,7 +8,7 @@ export const UPDATE_COMMAND = 'update_opencode'
 export const MAX_REQUEST_ID_LENGTH = 200
 export const REQUEST_FIELDS = ['command', 'request_id', 'branch', 'commit'] as const
 
-/** ISO-8601 in UTC, ending in Z (the Rust occ wrote +00:00; the seed asks for Z). */
+/** ISO-8601 in UTC, ending in Z (the Rust occ wrote +00:00; docs/update-flow.md asks for Z). */
 const timestamp = z.iso.datetime()
 
 const branchSchema = z

@@ -36,6 +36,10 @@ export interface UpdateProgress {
   requestId?: string
   /** Whether the listener has taken our request (it is no longer waiting in update-command.json). */
   claimed: boolean
+  /** Our place among the requests the listener has claimed and not started yet (1: next). */
+  queuePosition?: number
+  /** Our answer is decided but could not be written yet (e.g. the disk is full); the host retries. */
+  pendingAnswer?: {status: 'error' | 'success'; reason: string; nextRetryAt: string}
 }
 
 export interface WaitOptions {
@@ -220,7 +224,6 @@ class Session {
       const result = await this.ourResult()
       if (result) return result
       if (!this.claimed && (!this.delivered || !(await requestWaiting(this.dir, this.requestId)))) this.claimed = true
-      if (this.listener?.state === 'updating' && this.listener.request_id === this.requestId) this.claimed = true
       try {
         await this.checkOrWithdraw(async () => {
           this.checkSignal()
@@ -279,6 +282,9 @@ class Session {
     this.absentSince = undefined
     const status = read.value
     this.listener = status
+    const queued = status.queue?.findIndex((entry) => entry.request_id === this.requestId) ?? -1
+    const mine = (status.state === 'updating' && status.request_id === this.requestId) || queued >= 0 || status.pending_result?.request_id === this.requestId
+    if (mine) this.claimed = true
     if (this.heartbeatSeen?.at !== status.heartbeat_at) this.heartbeatSeen = {at: status.heartbeat_at, since: now}
     const limit = STALE_AFTER_INTERVALS * status.heartbeat_interval_ms
     const wallAge = Date.now() - Date.parse(status.heartbeat_at)
@@ -311,6 +317,10 @@ class Session {
     if (status.step_started_at !== undefined) progress.stepStartedAt = status.step_started_at
     if (status.next_command_at !== undefined) progress.nextCommandAt = status.next_command_at
     if (status.request_id !== undefined) progress.requestId = status.request_id
+    const queued = status.queue?.findIndex((entry) => entry.request_id === this.requestId) ?? -1
+    if (queued >= 0) progress.queuePosition = queued + 1
+    const pending = status.pending_result
+    if (pending?.request_id === this.requestId) progress.pendingAnswer = {nextRetryAt: pending.next_retry_at, reason: pending.reason, status: pending.status}
     const key = JSON.stringify(progress)
     if (key === this.lastProgress) return
     this.lastProgress = key

@@ -238,6 +238,41 @@ test('a second request never replaces one that is still waiting: it goes in once
   assert.deepEqual(listener.claimed.map((c) => c.body.request_id), ['first', 'second'])
 })
 
+test("reports its place in the listener's queue and an answer the host could not write yet", async (dir) => {
+  let phase = 0
+  const beat = setInterval(() => {
+    const state =
+      phase === 0
+        ? {queue: [{claimed_at: iso(), request_id: 'other'}, {claimed_at: iso(), request_id: 'queued'}], request_id: 'running', state: 'updating', step: 'build'}
+        : {next_command_at: iso(), pending_result: {next_retry_at: iso(Date.now() + 1000), reason: 'ENOSPC: no space left on device', request_id: 'queued', since: iso(), status: 'success'}, state: 'idle'}
+    void writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson(state)))
+  }, 50)
+  await writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson()))
+  const progress: UpdateProgress[] = []
+  const waiting = requestUpdate({dir, onProgress: (p) => progress.push(p), pollMs: 50, requestId: 'queued'})
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  await fs.rename(path.join(dir, 'update-command.json'), path.join(dir, 'update-command.claimed.1-00000000.json'))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  phase = 1
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await writeAtomic(dir, 'update-command.result.json', JSON.stringify(result('queued')))
+  const answer = await waiting
+  clearInterval(beat)
+  assert.equal(answer.request_id, 'queued')
+  assert.ok(progress.some((p) => p.queuePosition === 2 && p.claimed && p.requestId === 'running'), JSON.stringify(progress))
+  assert.ok(progress.some((p) => p.pendingAnswer?.reason === 'ENOSPC: no space left on device' && p.pendingAnswer.status === 'success'), JSON.stringify(progress))
+})
+
+test('passes through rolled_back and code', async (dir) => {
+  const listener = await new FakeListener(dir, {
+    answer: (r) => result(r.request_id as string, {code: 'UPDATE_ROLLED_BACK', error_code: 'update_failed', message: 'rolled back', rolled_back: true, status: 'error'}),
+  }).start()
+  const answer = await requestUpdate({dir, pollMs: 50})
+  await listener.stop()
+  assert.equal(answer.rolled_back, true)
+  assert.equal(answer.code, 'UPDATE_ROLLED_BACK')
+})
+
 test('waitForResult picks up a request made before a restart', async (dir) => {
   const listener = await new FakeListener(dir, {answer: (r) => result(r.request_id as string, {message: 'after restart'})}).start()
   await writeAtomic(dir, 'update-command.json', JSON.stringify({command: 'update_opencode', request_id: 'earlier'}))

@@ -42,9 +42,13 @@ const json = fc.jsonValue({maxDepth: 2})
 const either = <T>(good: fc.Arbitrary<T>) => fc.oneof({arbitrary: good, weight: 12}, {arbitrary: json, weight: 1})
 const branchish = fc.stringMatching(/^[A-Za-z0-9._/-]{0,12}$/).chain((s) => fc.constantFrom(s, `${s}..x`, `.${s}`, `${s}.lock`, `-${s}`, 'HEAD', `${s}/`, `a//${s}`))
 
-/** Records built from per-field arbitraries, with fields left out, unknown fields added, and nulls. */
-function objects(fields: Record<string, fc.Arbitrary<unknown>>, usuallyPresent: string[] = []): fc.Arbitrary<unknown> {
-  const record = fc.oneof(fc.record(fields, {requiredKeys: usuallyPresent}), fc.record(fields, {requiredKeys: []}))
+/**
+ * Records built from per-field arbitraries: the usual fields mostly present, others left out; at
+ * the top level also unknown fields and values that are not objects at all.
+ */
+function objects(fields: Record<string, fc.Arbitrary<unknown>>, usuallyPresent: string[] = [], nested = false): fc.Arbitrary<unknown> {
+  const record = fc.oneof({arbitrary: fc.record(fields, {requiredKeys: usuallyPresent}), weight: 3}, {arbitrary: fc.record(fields, {requiredKeys: []}), weight: 1})
+  if (nested) return record
   return fc.oneof(
     {arbitrary: record, weight: 8},
     {arbitrary: fc.tuple(record, fc.string({maxLength: 8}), json).map(([r, k, v]) => ({...r, [k]: v})), weight: 2},
@@ -56,17 +60,26 @@ const samples: Record<keyof typeof CLIENT_SCHEMAS, {zod: z.ZodType; values: fc.A
   listenerStatus: {
     values: objects({
       disabled_reason: either(fc.string()),
-      heartbeat_at: either(fc.oneof(timestamp, fc.constantFrom('2026-02-30T00:00:00Z', '2026-01-01T00:00:00+00:00', '2026-01-01'))),
+      heartbeat_at: either(fc.oneof({arbitrary: timestamp, weight: 6}, {arbitrary: fc.constantFrom('2026-02-30T00:00:00Z', '2026-01-01T00:00:00+00:00', '2026-01-01'), weight: 1})),
       heartbeat_interval_ms: either(fc.oneof({arbitrary: fc.integer({max: 100_000, min: -5}), weight: 5}, {arbitrary: fc.double({max: 10, min: 0}), weight: 1})),
       next_command_at: either(timestamp),
       pid: either(fc.integer({max: 2 ** 31, min: -1})),
       request_id: either(fc.string()),
       started_at: either(timestamp),
-      state: either(fc.constantFrom('idle', 'updating', 'disabled', 'busy')),
+      state: either(fc.constantFrom('idle', 'updating', 'disabled', 'idle', 'updating', 'busy')),
       step: either(fc.constantFrom(...UPDATE_STEPS, 'compile')),
       step_started_at: either(timestamp),
       update_started_at: either(timestamp),
       version: either(fc.string()),
+      queue: either(fc.array(objects({claimed_at: either(timestamp), request_id: either(fc.string({maxLength: 210}))}, ['claimed_at'], true), {maxLength: 9})),
+      opencode_health: either(objects({checked_at: either(timestamp), detail: either(fc.string({maxLength: 210})), state: either(fc.constantFrom('healthy', 'unhealthy', 'unknown', 'sick'))}, ['state', 'checked_at'], true)),
+      pending_result: either(
+        objects(
+          {next_retry_at: either(timestamp), reason: either(fc.string({maxLength: 510})), request_id: either(fc.string()), since: either(timestamp), status: either(fc.constantFrom('success', 'error', 'maybe'))},
+          ['status', 'since', 'reason', 'next_retry_at'],
+          true,
+        ),
+      ),
     }, ['pid', 'version', 'started_at', 'heartbeat_at', 'heartbeat_interval_ms', 'state']),
     zod: listenerStatusSchema,
   },
@@ -82,14 +95,16 @@ const samples: Record<keyof typeof CLIENT_SCHEMAS, {zod: z.ZodType; values: fc.A
   updateResult: {
     values: objects({
       changed: either(fc.boolean()),
-      error_code: either(fc.constantFrom('update_failed', 'interrupted', 'invalid_ref', 'oops')),
+      error_code: either(fc.constantFrom('update_failed', 'interrupted', 'invalid_ref', 'busy', 'oops')),
       finished_at: either(timestamp),
       from_commit: either(fc.string()),
-      message: either(fc.string()),
+      message: either(fc.oneof(fc.string(), fc.string({maxLength: 4100, minLength: 4090}))),
       request_id: either(fc.string()),
       started_at: either(timestamp),
       status: either(fc.constantFrom('success', 'error', 'ok')),
       to_commit: either(fc.string()),
+      rolled_back: either(fc.boolean()),
+      code: either(fc.constantFrom('UPDATE_ROLLED_BACK', 'BUILD_FAILED', 'lower_case', '9LIVES', `A${'B'.repeat(63)}`, `A${'B'.repeat(64)}`)),
     }, ['status', 'message', 'started_at', 'finished_at']),
     zod: updateResultSchema,
   },

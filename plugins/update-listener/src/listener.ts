@@ -51,11 +51,11 @@ export interface ListenerOptions {
   log: (message: string) => void
   version: string
   /**
-   * At most one command per interval (the seed's 5 s), counted from when the previous answer
+   * At most one command per interval (5 s, docs/update-flow.md), counted from when the previous answer
    * (success or error) was written.
    */
   rateLimitMs?: number
-  /** How long a request that is not valid JSON yet is given before it is rejected (the seed's 2 s). */
+  /** How long a request that is not valid JSON yet is given before it is rejected (2 s, docs/update-flow.md). */
   graceMs?: number
   /** The safety-net poll, for file systems whose events get lost (Docker Desktop). */
   pollMs?: number
