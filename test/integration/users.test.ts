@@ -113,7 +113,7 @@ describe('integration: login users and the first-login password (occ user *, occ
     assert.equal((await status('--show-secrets')).iotp.value, fresh.value)
   })
 
-  it('refuses hostile names before anything runs (no Docker engine is even asked)', async () => {
+  it('refuses hostile names, and a missing password or name without a terminal, before anything runs (no Docker engine is even asked)', async () => {
     const before = out(await inside(['getent', 'passwd']))
     const noEngine = {env: {DOCKER_HOST: `unix://${sandbox.root}/no-such-docker.sock`}}
     // After `--`, so even '-rf' reaches occ as the name (not as flags).
@@ -123,7 +123,12 @@ describe('integration: login users and the first-login password (occ user *, occ
       ['user', 'passwd', '--generate', '--json', '--', 'a;b'],
       ['user', 'disable', '--json', '--', '-rf'],
     ]
-    const results = await Promise.all(runs.map((argv) => sandbox.occ(argv, noEngine)))
+    // Without a terminal (stdin left open), a password or name that is not given is an error, not a prompt.
+    const noPrompt = [['user', 'add', 'dora', '--json'], ['user', 'add', '--json'], ['user', 'passwd', 'dora', '--json']]
+    const results = await Promise.all([
+      ...runs.map((argv) => sandbox.occ(argv, noEngine)),
+      ...noPrompt.map((argv) => sandbox.occ(argv, {...noEngine, stdin: 'pipe', timeout: 30_000})),
+    ])
     for (const result of results) {
       expectExit(result, 2)
       assert.equal(json<{error: {code: string}}>(result).error.code, 'USAGE', describeRun(result))

@@ -4,12 +4,12 @@ import {UsageError} from '../../errors.js'
 import {RuntimeCommand} from '../../runtime/runtime-command.js'
 import {openUserStore} from '../../runtime/users/host-users.js'
 import {assertUsername} from '../../runtime/users/names.js'
-import {obtainPassword} from '../../runtime/users/password.js'
+import {obtainPassword, promptUsername} from '../../runtime/users/password.js'
 import type {UserAddResult} from '../../runtime/users/schemas.js'
 
 export default class UserAdd extends RuntimeCommand<typeof UserAdd> {
   static override args = {
-    name: Args.string({description: 'The login name: 3–32 lowercase letters, digits or underscores.'}),
+    name: Args.string({description: 'The login name: 3–32 lowercase letters, digits or underscores (asked on a terminal when left out).'}),
   }
 
   static override description = `Create a login user in the sandbox (a Linux account the web UI signs in with).
@@ -32,11 +32,7 @@ The password goes to chpasswd inside the sandbox on stdin; it never appears in a
 
   async run(): Promise<UserAddResult> {
     if (this.flags['print-password-only'] && !this.flags.generate) throw new UsageError('--print-password-only requires --generate')
-    if (this.args.name === undefined) {
-      throw new UsageError('A user name is needed.', {actions: ['occ user add <name> --generate']})
-    }
-
-    const name = assertUsername(this.args.name)
+    const name = assertUsername(this.args.name ?? (await promptUsername()))
     const {generated, password} = await obtainPassword({
       generate: this.flags.generate,
       label: `Password for ${name}`,

@@ -53,6 +53,22 @@ export async function readPasswordLine(stream: NodeJS.ReadableStream = process.s
   return assertPassword(line.endsWith('\r') ? line.slice(0, -1) : line)
 }
 
+/** `occ user add` without a name on a terminal: ask, with the Rust occ's default "admin". */
+export async function promptUsername(): Promise<string> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    throw new UsageError('A user name is needed.', {actions: ['occ user add <name> --generate']})
+  }
+
+  const {createInterface} = await import('node:readline/promises')
+  const rl = createInterface({input: process.stdin, output: process.stderr})
+  try {
+    const answer = (await rl.question('Username [admin]: ')).trim()
+    return answer === '' ? 'admin' : answer
+  } finally {
+    rl.close()
+  }
+}
+
 /** Asks for a password twice on the terminal without echoing it. Only ever called on a TTY. */
 export async function promptPassword(label: string): Promise<string> {
   const first = await promptHidden(`${label}: `)

@@ -333,3 +333,32 @@ describe('passwords', () => {
     await assert.rejects(readPasswordLine(Readable.from(['\n'])), /cannot be empty/)
   })
 })
+
+describe('first login at the end of occ start', () => {
+  const OTP = 'cd'.repeat(48)
+  const config = (users: string[], allow = false, bind = '127.0.0.1'): import('../../../src/config/schema.js').OccConfig =>
+    ({allow_unauthenticated_network: allow, bind_address: bind, users}) as unknown as import('../../../src/config/schema.js').OccConfig
+
+  it('asks the helper for the IOTP only when nobody can log in yet', async () => {
+    const {firstLogin} = await import('../../../src/runtime/users/host-users.js')
+    const sandbox = new FakeSandbox('host')
+    sandbox.bootstrapOutput = JSON.stringify({active: true, created_at: 't', ok: true, otp: OTP})
+    const first = await firstLogin(sandbox, config([]))
+    assert.equal(first?.iotp.otp, OTP)
+    assert.deepEqual(sandbox.calls.map((call) => [call.argv, call.user]), [[['/usr/local/bin/opencode-cloud-bootstrap', 'status', '--include-secret'], 'root']])
+    assert.equal(await firstLogin(sandbox, config(['alice'])), null)
+    assert.equal(await firstLogin(sandbox, config([], true)), null)
+    assert.equal(sandbox.calls.length, 1)
+  })
+
+  it('says why there is no IOTP, with the reset hint (and --force when exposed)', async () => {
+    const {firstLogin} = await import('../../../src/runtime/users/host-users.js')
+    const sandbox = new FakeSandbox('host')
+    sandbox.bootstrapOutput = '{"ok":true,"active":false,"reason":"completed"}'
+    const first = await firstLogin(sandbox, config([], false, '0.0.0.0'))
+    assert.equal(first?.iotp.state, 'completed')
+    assert.equal(first?.iotp.otp, null)
+    assert.equal(first?.hints.length, 2)
+    assert.match(first?.fromLogs ?? '', /INITIAL ONE-TIME PASSWORD \(IOTP\): /)
+  })
+})
