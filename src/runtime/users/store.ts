@@ -205,7 +205,7 @@ export class UserStore {
   /** Writes the record: the hash from `getent shadow`, the lock state from `passwd -S`. */
   private async persist(name: string): Promise<void> {
     const shadow = parseShadow((await this.run('shadow', name)).stdout)
-    if (!shadow) throw new OccError('USER_PERSIST_FAILED', `Could not read the password state of '${name}' in the sandbox.`)
+    if (!shadow) throw new OccError('USER_COMMAND_FAILED', `Could not read the password state of '${name}' in the sandbox.`)
     const record = renderRecord({locked: shadow.status === 'L', password_hash: shadow.hash, username: name})
     await this.run('write', name, {stdin: record})
   }
