@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision what occ's tests need on a fresh Debian 12 machine: Node >= 24.15 (or 22.22.2+),
-# a running Docker engine, and the debian:bookworm-slim base image (no registry is reachable).
+# a running Docker engine, the debian:bookworm-slim base image (no registry is reachable), and
+# chromium for the browser tests.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +63,13 @@ log "debian:bookworm-slim present"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2; apt-get install -y -qq systemd >&2
+fi
+
+# --- chromium (the update button's browser tests drive Debian's chromium via playwright-core) ---
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2; apt-get install -y -qq chromium >&2
 fi
 
 # Print the PATH line so callers can `eval` it.

@@ -3,10 +3,12 @@
 //
 //   node scripts/fixture-build.mjs [--force] [--tag <image>] [--cloud-version <v>]
 //
-// Inputs: test/fixtures/sandbox/Dockerfile, test/fixtures/sandbox/files/**, test/fixtures/opencode-src/**
+// Inputs: test/fixtures/sandbox/Dockerfile, test/fixtures/sandbox/files/**, test/fixtures/opencode-src/**,
+// the built update client (packages/update-client/package.json, dist/**) and its example/update-button/**
 // (plus the cloud version). Their sha256 (sorted by path; path + content) is stored in the image label
 // org.opencode-cloud.fixture-hash; when the tag already carries the same hash the build is skipped.
-// The build context is a temp dir holding exactly sandbox/Dockerfile, sandbox/files/ and opencode-src/.
+// The build context is a temp dir holding exactly sandbox/Dockerfile, sandbox/files/, opencode-src/ and
+// update-client/ (laid out as it is installed: node_modules/@opencode-cloud/update-client, update-button).
 // Uses the docker CLI with the legacy builder (DOCKER_BUILDKIT=0) and --network host: works with the
 // 20.10 engine and newer clients without buildx. Docker's build output goes to stderr; stdout gets one
 // summary line. Exits non-zero when the engine is unreachable or the build fails.
@@ -14,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const DEFAULT_TAG = process.env.OCC_FIXTURE_IMAGE || 'opencode-cloud-sandbox-fixture:latest';
@@ -25,6 +27,13 @@ const HASH_SCHEMA = 'occ-fixture-image-v1';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = join(root, 'test', 'fixtures');
 const INPUTS = ['sandbox/Dockerfile', 'sandbox/files', 'opencode-src'];
+// The update client (built by `npm run build`) and its reference button, which the stand-in
+// opencode serves at /occ/update: build-context path → repository path.
+const CLIENT_INPUTS = [
+  ['update-client/node_modules/@opencode-cloud/update-client/package.json', 'packages/update-client/package.json'],
+  ['update-client/node_modules/@opencode-cloud/update-client/dist', 'packages/update-client/dist'],
+  ['update-client/update-button', 'packages/update-client/example/update-button'],
+];
 
 function fail(msg) {
   console.error(`fixture-build: ${msg}`);
@@ -46,29 +55,36 @@ function parseArgs(argv) {
   return opts;
 }
 
-/** Regular files under the inputs, as posix paths relative to test/fixtures, sorted. */
+/** Regular files under the inputs as {rel: posix path in the build context, abs}, sorted by rel. */
 function inputFiles() {
   const out = [];
-  const walk = (abs) => {
+  const walk = (abs, rel) => {
     const st = lstatSync(abs);
-    const rel = relative(fixtures, abs).split(sep).join('/');
     if (st.isDirectory()) {
-      for (const name of readdirSync(abs)) walk(join(abs, name));
+      for (const name of readdirSync(abs)) walk(join(abs, name), `${rel}/${name}`);
     } else if (st.isFile()) {
-      out.push(rel);
+      out.push({ rel, abs });
     } else {
       fail(`unsupported file type (symlink or special file) in fixture inputs: ${rel}`);
     }
   };
-  for (const input of INPUTS) walk(join(fixtures, input));
-  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const input of INPUTS) walk(join(fixtures, input), input);
+  for (const [rel, source] of CLIENT_INPUTS) {
+    try {
+      lstatSync(join(root, source));
+    } catch {
+      fail(`${source} is missing: run \`npm run build\` first (the image carries the built update client)`);
+    }
+    walk(join(root, source), rel);
+  }
+  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
 function inputHash(files, cloudVersion) {
   const h = createHash('sha256');
   h.update(`${HASH_SCHEMA}\0cloud-version=${cloudVersion}\0`);
-  for (const rel of files) {
-    const content = readFileSync(join(fixtures, rel));
+  for (const { rel, abs } of files) {
+    const content = readFileSync(abs);
     h.update(`${rel}\0${content.length}\0`);
     h.update(content);
   }
@@ -117,9 +133,9 @@ try {
 const ctx = mkdtempSync(join(tmpdir(), 'occ-fixture-ctx-'));
 const started = Date.now();
 try {
-  for (const rel of files) {
+  for (const { rel, abs } of files) {
     mkdirSync(dirname(join(ctx, rel)), { recursive: true });
-    cpSync(join(fixtures, rel), join(ctx, rel));
+    cpSync(abs, join(ctx, rel));
   }
   console.error(`fixture-build: building ${opts.tag} (${short}) ...`);
   try {
