@@ -192,16 +192,18 @@ export async function withdrawRequest(dir: string, requestId: string): Promise<b
     return true
   }
 
+  // Put it back the way requests are placed (never over a newer one), retrying while one waits;
+  // if it cannot go back, it stays under the aside name rather than being lost.
   for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      await fs.link(aside, path.join(dir, REQUEST_FILE))
-      break
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') break
-      await new Promise((resolve) => setTimeout(resolve, 100))
+    const placed = await placeRequest(dir, aside).catch(() => undefined)
+    if (placed === undefined) return false
+    if (placed) {
+      await fs.unlink(aside).catch(() => {}) // the link's second name (gone already after a rename)
+      return false
     }
+
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 
-  await fs.unlink(aside).catch(() => {})
   return false
 }

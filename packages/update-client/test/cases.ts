@@ -8,6 +8,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import {buildUpdateCommand, readListenerStatus, readResult, requestUpdate, UpdateClientError, type UpdateProgress, waitForResult} from '../src/index.js'
+import {withdrawRequest} from '../src/files.js'
 import {FakeListener, iso, listenerJson, result, tempDir, writeAtomic} from './fake-listener.js'
 
 export interface Case {
@@ -271,6 +272,16 @@ test('passes through rolled_back and code', async (dir) => {
   await listener.stop()
   assert.equal(answer.rolled_back, true)
   assert.equal(answer.code, 'UPDATE_ROLLED_BACK')
+})
+
+test("withdrawing takes back only our own request, never another tab's", async (dir) => {
+  const theirs = JSON.stringify({command: 'update_opencode', request_id: 'theirs'})
+  await writeAtomic(dir, 'update-command.json', theirs)
+  assert.equal(await withdrawRequest(dir, 'ours'), false)
+  assert.equal(await fs.readFile(path.join(dir, 'update-command.json'), 'utf8'), theirs)
+  await writeAtomic(dir, 'update-command.json', JSON.stringify({command: 'update_opencode', request_id: 'ours'}))
+  assert.equal(await withdrawRequest(dir, 'ours'), true)
+  assert.deepEqual(await entries(dir), [])
 })
 
 test('waitForResult picks up a request made before a restart', async (dir) => {
