@@ -143,7 +143,7 @@ async function deliver(dir: string, i: number): Promise<bigint> {
 
 async function listenerChild(): Promise<void> {
   const {UpdateListener} = await import('../plugins/update-listener/src/listener.js')
-  const {MOUNT_STATE, prepareCommandsDir} = await import('../src/index.js')
+  const {MOUNT_STATE, prepareCommandsDir} = await import('../src/internal.js')
   const prepared = await prepareCommandsDir({container: MOUNT_STATE, host: args.state!, readOnly: false})
   const controller = new AbortController()
   const latency = args.mode === 'latency'

@@ -1,6 +1,7 @@
 import * as z from 'zod'
 
 import {configSchema} from './config/schema.js'
+import {errorJsonSchema} from './error-schema.js'
 import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './protocol/schemas.js'
 import {statusViewSchema} from './runtime/status-schema.js'
 import {installResultSchema, uninstallResultSchema} from './service/result-schema.js'
@@ -41,6 +42,7 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {name: 'user-passwd-result', schema: userPasswdResultSchema},
   {name: 'user-enabled-result', schema: userEnabledResultSchema},
   {name: 'reset-iotp-result', schema: resetIotpResultSchema},
+  {name: 'error', schema: errorJsonSchema},
 ]
 
 /** The text of each schemas/<name>.schema.json, exactly as committed. */

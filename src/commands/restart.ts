@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import type {HostRuntime} from '../runtime/host-runtime.js'
 import {restartSandbox, resumeInstalledService, type RestartResult} from '../runtime/lifecycle.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
 
@@ -12,7 +11,7 @@ export default class Restart extends RuntimeCommand<typeof Restart> {
   }
 
   async run(): Promise<RestartResult> {
-    const host = (await this.runtime()) as HostRuntime
+    const host = await this.hostRuntime()
     const result = await restartSandbox(host, {onProgress: (message) => this.note(message), timeoutSeconds: this.flags.timeout})
     const resumed = await resumeInstalledService(host)
     if (resumed.note) this.note(resumed.note)

@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {FOREGROUND_EVENT, type OccHooks} from '../runtime/hooks.js'
-import type {HostRuntime} from '../runtime/host-runtime.js'
 import {serveInForeground, type ForegroundResult} from '../runtime/foreground.js'
 import {resumeInstalledService, startSandbox, type StartResult} from '../runtime/lifecycle.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
@@ -23,7 +22,7 @@ Uses the configured image when it is present locally, else pulls it. Creates the
   }
 
   async run(): Promise<StartOutput> {
-    const host = (await this.runtime()) as HostRuntime
+    const host = await this.hostRuntime()
     const result = await startSandbox(host, {
       mounts: this.flags.mount,
       noMounts: this.flags['no-mounts'],

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import type {HostRuntime} from '../runtime/host-runtime.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
-import {collectStatus, formatDuration, type StatusView} from '../runtime/status.js'
+import {formatDuration, type StatusView} from '../runtime/status.js'
 import {IOTP_FROM_LOGS, iotpResetHints} from '../runtime/users/iotp.js'
 
 export default class Status extends RuntimeCommand<typeof Status> {
@@ -24,19 +23,13 @@ export default class Status extends RuntimeCommand<typeof Status> {
   static override supportedRuntimes = ['host' as const, 'container' as const]
 
   async run(): Promise<StatusView> {
-    const runtime = await this.runtime()
     if (this.flags.quiet && !this.jsonEnabled()) {
-      const state = await runtime.containerState()
+      const state = await (await this.runtime()).containerState()
       this.exit(state.running ? 0 : 1)
     }
 
-    const viewPromise = collectStatus(runtime, {showSecrets: this.flags['show-secrets']})
-    // Loaded while Docker answers the probes: the host-only parts (listener, service).
-    const view =
-      this.runtimeKind === 'host'
-        ? await (await import('../runtime/host-status.js')).withHostStatus(runtime as HostRuntime, viewPromise)
-        : await viewPromise
-    if (!this.jsonEnabled()) this.render(view, this.runtimeKind === 'host' ? (runtime as HostRuntime).paths.configFile : undefined)
+    const view = await this.collectStatus({showSecrets: this.flags['show-secrets']})
+    if (!this.jsonEnabled()) this.render(view, this.runtimeKind === 'host' ? this.paths.configFile : undefined)
     return view
   }
 

@@ -1,6 +1,5 @@
 import {Flags} from '@oclif/core'
 
-import type {HostRuntime} from '../runtime/host-runtime.js'
 import {stopSandbox, type StopResult} from '../runtime/lifecycle.js'
 import {RuntimeCommand} from '../runtime/runtime-command.js'
 
@@ -15,7 +14,7 @@ export default class Stop extends RuntimeCommand<typeof Stop> {
   }
 
   async run(): Promise<StopResult> {
-    const host = (await this.runtime()) as HostRuntime
+    const host = await this.hostRuntime()
     const result = await stopSandbox(host, {remove: this.flags.remove, timeoutSeconds: this.flags.timeout})
     if (!this.flags.quiet) {
       if (!result.existed) this.log('No sandbox container exists; nothing to stop.')

@@ -1,21 +1,32 @@
 import {execFileSync} from 'node:child_process'
 import {realpathSync} from 'node:fs'
 
-import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+import {Command, Errors, Flags, type Interfaces, toConfiguredId} from '@oclif/core'
 
 import {normalizeInstance, resourceNames, type ResourceNames} from '../config/instance.js'
 import {resolvePaths, type OccPaths} from '../config/paths.js'
 import type {OccConfig} from '../config/schema.js'
 import {loadConfig} from '../config/store.js'
-import {ExitCode, NotSupportedError, OccError} from '../errors.js'
+import {BugError, isOccErrorCode, NotSupportedError, OccError} from '../errors.js'
+import type {HostRuntime} from './host-runtime.js'
 import {resolveRuntimeKind, type RuntimeChoice} from './resolve.js'
 import type {Runtime, RuntimeKind} from './runtime.js'
+import type {CollectOptions, StatusView} from './status.js'
 
 export type RuntimeFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof RuntimeCommand)['baseFlags'] & T['flags']>
 export type RuntimeArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
-/** The commands that make sense inside the sandbox; everything else is host-only. */
-export const CONTAINER_COMMANDS = ['status', 'logs', 'user', 'update opencode']
+/**
+ * The commands that work inside the sandbox, as users type them (`update opencode`): every
+ * loaded command (plugins' too) whose `supportedRuntimes` includes 'container'.
+ */
+export function containerCommands(config: Interfaces.Config): string[] {
+  return config.commands
+    .filter((command) => !command.hidden && (command as {supportedRuntimes?: unknown}).supportedRuntimes)
+    .filter((command) => ((command as {supportedRuntimes?: unknown}).supportedRuntimes as unknown[]).includes('container'))
+    .map((command) => toConfiguredId(command.id, config))
+    .sort()
+}
 
 /**
  * The base class of every occ command and of third-party plugin commands. It owns the base
@@ -24,6 +35,9 @@ export const CONTAINER_COMMANDS = ['status', 'logs', 'user', 'update opencode']
  */
 export abstract class RuntimeCommand<T extends typeof Command> extends Command {
   static override baseFlags = {
+    // Taken out of argv before oclif parses (src/cli/argv.ts) so that every command, plugins'
+    // too, accepts it; declared here so help shows it, and for commands run directly.
+    'no-color': Flags.boolean({description: 'No colours in the output (sets NO_COLOR).', helpGroup: 'GLOBAL'}),
     quiet: Flags.boolean({char: 'q', description: 'Print only what is essential.', helpGroup: 'GLOBAL'}),
     runtime: Flags.option({
       description: 'Where occ acts: on the host through Docker, or inside the sandbox. Env: OPENCODE_RUNTIME.',
@@ -63,6 +77,7 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as RuntimeFlags<T>
     this.args = args as RuntimeArgs<T>
+    if (this.flags['no-color']) process.env.NO_COLOR = '1'
     this.paths = resolvePaths()
     const instance = normalizeInstance(this.flags['sandbox-instance'], worktreeRoot)
     if (instance) process.env.OPENCODE_SANDBOX_INSTANCE = instance
@@ -70,10 +85,10 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     const resolved = resolveRuntimeKind(this.flags.runtime as RuntimeChoice | undefined, process.env.OPENCODE_RUNTIME)
     this.runtimeKind = resolved.kind
     if (!ctor.supportedRuntimes.includes(resolved.kind)) {
-      throw new NotSupportedError(`'occ ${this.id ?? ''}' is not supported in the ${resolved.kind} runtime.`, {
+      throw new NotSupportedError(`'occ ${this.commandName()}' is not supported in the ${resolved.kind} runtime.`, {
         actions: [
-          `Supported inside the sandbox: ${CONTAINER_COMMANDS.map((command) => `occ ${command}`).join(', ')}`,
-          'To force the host runtime: occ --runtime host <command>, or OPENCODE_RUNTIME=host',
+          `Supported inside the sandbox: ${containerCommands(this.config).map((command) => `occ ${command}`).join(', ')}`,
+          `To force the host runtime: occ --runtime host ${this.commandName()}, or OPENCODE_RUNTIME=host`,
         ],
       })
     }
@@ -109,14 +124,45 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     return this.runtimeCache
   }
 
+  /**
+   * The host runtime (Docker), for commands that act on the sandbox from outside: start, stop,
+   * restart, and the host-only parts of status. Fails with NOT_SUPPORTED inside the sandbox.
+   */
+  protected async hostRuntime(): Promise<HostRuntime> {
+    if (this.runtimeKind !== 'host') {
+      throw new NotSupportedError(`'occ ${this.commandName()}' needs the host runtime; occ is running in the ${this.runtimeKind} runtime.`, {
+        actions: [`Run it on the host, or force the host runtime: occ --runtime host ${this.commandName()}`],
+      })
+    }
+
+    return (await this.runtime()) as HostRuntime
+  }
+
+  /**
+   * The sandbox's status as `occ status` shows it: what every runtime can see, plus (on the host)
+   * the update listener, the service and the security settings.
+   */
+  protected async collectStatus(options: CollectOptions = {}): Promise<StatusView> {
+    const [{collectStatus}, runtime] = await Promise.all([import('./status.js'), this.runtime()])
+    const viewPromise = collectStatus(runtime, options)
+    if (this.runtimeKind !== 'host') return viewPromise
+    // Loaded while Docker answers the probes: the host-only parts (listener, service).
+    const {withHostStatus} = await import('./host-status.js')
+    return withHostStatus(runtime as HostRuntime, viewPromise)
+  }
+
+  /** This command as users type it (`config show`, not the internal id `config:show`). */
+  protected commandName(): string {
+    return this.id ? toConfiguredId(this.id, this.config) : ''
+  }
+
   /** Progress and notes go to stderr, so stdout stays data. Silent under --json and -q. */
   protected note(message: string): void {
     if (!this.flags.quiet) this.logToStderr(message)
   }
 
-  protected override toErrorJson(error: unknown): {error: Record<string, unknown>} {
-    const known = toOccError(error)
-    return {error: known.toJSON()}
+  protected override toErrorJson(error: unknown): {error: ReturnType<OccError['toJSON']>} {
+    return {error: toOccError(error).toJSON()}
   }
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
@@ -146,24 +192,21 @@ function worktreeRoot(): string {
   }
 }
 
-/** Anything thrown becomes an OccError: known ones as they are, the rest as a bug report. */
+/**
+ * Anything thrown becomes an OccError: known ones as they are, oclif's usage errors (bad flags,
+ * missing args) as USAGE, and everything else as a bug in occ that says how to report it.
+ */
 export function toOccError(error: unknown): OccError {
   if (error instanceof OccError) return error
   const occ = (error as {occ?: unknown})?.occ
   if (occ instanceof OccError) return occ
   if (error instanceof Errors.CLIError) {
-    return new OccError(String(error.code ?? 'USAGE'), error.message, {
-      actions: error.suggestions ?? [],
-      exit: error.oclif?.exit ?? ExitCode.usage,
-    })
+    const code = isOccErrorCode(error.code) ? error.code : 'USAGE'
+    const suggestions = error.suggestions ?? []
+    return new OccError(code, error.message, suggestions.length > 0 ? {actions: suggestions} : {})
   }
 
-  const message = error instanceof Error ? error.message : String(error)
-  return new OccError('UNEXPECTED', `Unexpected error: ${message}`, {
-    actions: ['Run again with -v for details; if it persists, report it with that output.'],
-    cause: error,
-    exit: ExitCode.failure,
-  })
+  return new BugError(error instanceof Error ? error.message : String(error), {cause: error})
 }
 
 function describeCause(cause: unknown): string {

@@ -1,9 +1,9 @@
-import {ExitCode, OccError, type OccErrorOptions} from '../errors.js'
+import {OccError, type OccErrorOptions} from '../errors.js'
 
 /** A value (an env var, a path) that the unit or plist cannot carry faithfully. */
 export class ServiceValueError extends OccError {
   constructor(message: string, options: OccErrorOptions = {}) {
-    super('SERVICE_UNSAFE_VALUE', message, {exit: ExitCode.usage, ...options})
+    super('SERVICE_UNSAFE_VALUE', message, options)
     this.name = 'ServiceValueError'
   }
 }
@@ -11,7 +11,7 @@ export class ServiceValueError extends OccError {
 /** The service manager cannot be reached (no systemd user manager, no launchd GUI session). */
 export class ServiceManagerUnavailableError extends OccError {
   constructor(message: string, options: OccErrorOptions = {}) {
-    super('SERVICE_MANAGER_UNAVAILABLE', message, {exit: ExitCode.notSupported, ...options})
+    super('SERVICE_MANAGER_UNAVAILABLE', message, options)
     this.name = 'ServiceManagerUnavailableError'
   }
 }
@@ -19,7 +19,7 @@ export class ServiceManagerUnavailableError extends OccError {
 /** systemctl/launchctl refused a step we cannot do without. */
 export class ServiceCommandError extends OccError {
   constructor(message: string, options: OccErrorOptions = {}) {
-    super('SERVICE_COMMAND_FAILED', message, {exit: ExitCode.failure, ...options})
+    super('SERVICE_COMMAND_FAILED', message, options)
     this.name = 'ServiceCommandError'
   }
 }

@@ -640,6 +640,13 @@ describe('config', () => {
   it('OccError subclasses carry stable codes and exit codes', () => {
     const error = new ConfigError('x')
     assert.ok(error instanceof OccError)
-    assert.deepEqual(error.toJSON(), {actions: [], code: 'CONFIG_INVALID', exitCode: 3, message: 'x', name: 'ConfigError'})
+    assert.deepEqual(error.toJSON(), {
+      actions: ['Show the config: occ config show', 'Change a value: occ config set KEY VALUE'],
+      bug: false,
+      code: 'CONFIG_INVALID',
+      exitCode: 3,
+      message: 'x',
+      name: 'ConfigError',
+    })
   })
 })

@@ -10,7 +10,7 @@ import {
   type UntrustedRead,
   type UpdateCommand,
   type UpdateResult,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 export type ClaimDecision =
   /** The claimed file disappeared (the sandbox took it back): nothing to answer. */

@@ -11,7 +11,7 @@ import {
   type MountSpec,
   prepareCommandsDir,
   type PreparedDir,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 import {delay, type ListenerOptions, UpdateListener} from './listener.js'
 

@@ -39,7 +39,7 @@ import {
   updateResultSchema,
   type UpdateStep,
   writeFileNoFollow,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 import {alreadyAnswered, decideClaim, isDeadClaim, isoNow, nextStartAt, requestIdOf, waitBeforeClaim} from './decisions.js'
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import fc from 'fast-check'
-import {parseUntrustedJson, type UntrustedRead} from 'opencode-cloud'
+import {parseUntrustedJson, type UntrustedRead} from 'opencode-cloud/internal'
 
 import {alreadyAnswered, decideClaim, isDeadClaim, nextStartAt, waitBeforeClaim} from '../src/decisions.js'
 

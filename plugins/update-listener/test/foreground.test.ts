@@ -14,7 +14,7 @@ import {
   RESULT_FILE,
   resolvePaths,
   resourceNames,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 import foreground from '../src/hooks/foreground.js'
 import {runUpdateListener} from '../src/index.js'

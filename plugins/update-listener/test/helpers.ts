@@ -13,7 +13,7 @@ import {
   type UpdateRequest,
   type UpdateResult,
   type UpdateStep,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 import {type ListenerEvent, type ListenerOptions, UpdateListener} from '../src/listener.js'
 

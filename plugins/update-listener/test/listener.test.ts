@@ -14,7 +14,7 @@ import {
   REQUEST_FILE,
   RESULT_FILE,
   updateResultSchema,
-} from 'opencode-cloud'
+} from 'opencode-cloud/internal'
 
 import {exists, fakeUpdate, flipSubdirsToSymlinks, makeWorld, sleep, waitFor, type World} from './helpers.js'
 

@@ -1,4 +1,4 @@
-import {ExitCode, OccError, type OccErrorOptions} from '../../errors.js'
+import {isOccErrorCode, OccError, type OccErrorCode, type OccErrorOptions} from '../../errors.js'
 import type {UpdateOutcome} from '../update-types.js'
 
 /**
@@ -8,8 +8,8 @@ import type {UpdateOutcome} from '../update-types.js'
 export class UpdateFailedError extends OccError {
   outcome?: UpdateOutcome
 
-  constructor(code: string, message: string, options: OccErrorOptions & {outcome?: UpdateOutcome} = {}) {
-    super(code, message, {exit: ExitCode.updateFailed, ...options})
+  constructor(code: OccErrorCode, message: string, options: OccErrorOptions & {outcome?: UpdateOutcome} = {}) {
+    super(code, message, options)
     this.name = 'UpdateFailedError'
     this.outcome = options.outcome
   }
@@ -21,24 +21,23 @@ export class UpdateFailedError extends OccError {
 
 export class UpdateBusyError extends OccError {
   constructor(message: string, options: OccErrorOptions = {}) {
-    super('UPDATE_BUSY', message, {exit: ExitCode.busy, ...options})
+    super('UPDATE_BUSY', message, options)
     this.name = 'UpdateBusyError'
   }
 }
 
 export class UpdateCancelledError extends OccError {
   constructor(message = 'The update was cancelled; nothing was changed.', options: OccErrorOptions = {}) {
-    super('UPDATE_CANCELLED', message, {exit: ExitCode.failure, ...options})
+    super('UPDATE_CANCELLED', message, options)
     this.name = 'UpdateCancelledError'
   }
 }
 
-/** The outcome of a failed update as an error the command can throw (keeping the cause's code and exit). */
+/** The outcome of a failed update as an error the command can throw (keeping the cause's code). */
 export function outcomeError(outcome: UpdateOutcome): OccError {
-  const code = outcome.error?.code ?? 'UPDATE_FAILED'
-  return new UpdateFailedError(code, outcome.message, {
+  const code = outcome.error?.code
+  return new UpdateFailedError(isOccErrorCode(code) ? code : 'UPDATE_FAILED', outcome.message, {
     actions: outcome.error?.actions ?? [],
-    exit: outcome.error?.exitCode ?? ExitCode.updateFailed,
     outcome,
   })
 }

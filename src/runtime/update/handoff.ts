@@ -98,7 +98,6 @@ export async function handOffUpdate(options: HandoffOptions): Promise<UpdateOutc
       if (!claimed && (await withdraw(dir, requestId))) throw noListener(view)
       throw new OccError('UPDATE_LISTENER_LOST', `The host's update listener stopped answering (${describeListener(view)}).`, {
         actions: ['Check on the host: occ status; the update may have finished anyway.'],
-        exit: ExitCode.updateFailed,
       })
     }
 
@@ -213,6 +212,5 @@ async function withdraw(dir: string, requestId: string): Promise<boolean> {
 function noListener(view: ListenerView): OccError {
   return new OccError('UPDATE_NO_LISTENER', `No update listener is answering on the host: ${describeListener(view)}.`, {
     actions: ['On the host: occ install (the service runs the listener), or occ start --no-daemon', 'Or update from the host: occ update opencode'],
-    exit: ExitCode.updateFailed,
   })
 }

@@ -11,7 +11,7 @@ import os from 'node:os'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import type {OccConfig} from '../../config/schema.js'
-import {ContainerMissingError, ContainerNotRunningError, ExitCode, OccError, errorMessage} from '../../errors.js'
+import {ContainerMissingError, ContainerNotRunningError, OccError, type OccErrorCode, errorMessage} from '../../errors.js'
 import type {ExecOptions, ExecResult, RestartMethod, Runtime} from '../runtime.js'
 import {UPDATE_STEPS, type StepTiming, type UpdateOutcome, type UpdateProgress, type UpdateRequest, type UpdateStep} from '../update-types.js'
 import {UpdateBusyError, UpdateCancelledError, UpdateFailedError} from './errors.js'
@@ -202,7 +202,7 @@ class UpdateRun {
     this.target = parseUpdateTarget(this.request)
     if (this.target.kind === 'branch') this.outcome.ref.branch = this.target.branch
     const repoProblem = checkRepo(this.repo)
-    if (repoProblem) throw new OccError('CONFIG_INVALID', `opencode_repo: ${repoProblem}.`, {exit: ExitCode.config})
+    if (repoProblem) throw new OccError('CONFIG_INVALID', `opencode_repo: ${repoProblem}.`)
 
     const container = await this.runtime.containerState()
     if (!container.exists) throw new ContainerMissingError(container.name)
@@ -221,7 +221,6 @@ class UpdateRun {
     if (!this.state.present) {
       throw new UpdateFailedError('UPDATE_NOT_SUPPORTED', 'This sandbox has no /opt/opencode: it is not an opencode-cloud image.', {
         actions: ['Recreate the sandbox from the opencode-cloud image: occ start'],
-        exit: ExitCode.notSupported,
       })
     }
 
@@ -229,7 +228,7 @@ class UpdateRun {
       throw new UpdateFailedError(
         'UPDATE_NOT_SUPPORTED',
         `This image cannot build opencode: it has neither ${IMAGE_RECIPE} nor bun for the ${OPENCODE_USER} user.`,
-        {actions: ['Update the whole image instead: occ update container'], exit: ExitCode.notSupported},
+        {actions: ['Update the whole image instead: occ update container']},
       )
     }
 
@@ -397,7 +396,7 @@ class UpdateRun {
       throw new UpdateFailedError(
         'ROLLBACK_FAILED',
         `opencode ${shortSha(this.targetCommit)} failed (${reason}), and switching back to ${to} failed too: ${tail(result.stderr)}`,
-        {actions: ['Look at the sandbox: occ logs; recreate it if needed: occ start'], exit: ExitCode.updateFailed},
+        {actions: ['Look at the sandbox: occ logs; recreate it if needed: occ start']},
       )
     }
 
@@ -603,7 +602,7 @@ class UpdateRun {
     })
   }
 
-  private async script(script: string, args: string[], code: string, what: string): Promise<void> {
+  private async script(script: string, args: string[], code: OccErrorCode, what: string): Promise<void> {
     const result = await this.exec(['sh', '-c', script, 'occ-update', ...args], {timeoutMs: 120_000})
     if (result.exitCode !== 0) throw new UpdateFailedError(code, `${what}: ${tail(result.stderr) || `exit ${result.exitCode}`}`)
   }

@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {Config} from '@oclif/core'
+import {captureOutput, runCommand} from '@oclif/test'
+
+import {errorJsonSchema} from '../../src/error-schema.js'
+import {BUG_REPORT_URL, ERROR_CODES, ExitCode, isOccErrorCode, OCC_ERROR_CODES, OccError} from '../../src/errors.js'
+import {RuntimeCommand, toOccError} from '../../src/runtime/runtime-command.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+/** A plugin-style command that fails the way the test asks it to. */
+class Failing extends RuntimeCommand<typeof Failing> {
+  static override id = 'fixture:fail'
+  static failure: () => unknown = () => undefined
+
+  async run(): Promise<void> {
+    throw Failing.failure()
+  }
+}
+
+function parseJsonError(stdout: string): ReturnType<typeof errorJsonSchema.parse> {
+  return errorJsonSchema.parse(JSON.parse(stdout))
+}
+
+describe('errors: one table, catch() and the JSON error shape', () => {
+  let home: string
+  let config: Config
+  const saved = {...process.env}
+  before(async () => {
+    config = await Config.load({root: ROOT})
+  })
+  beforeEach(async () => {
+    home = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-errors-'))
+    process.env.XDG_CONFIG_HOME = path.join(home, 'config')
+    process.env.XDG_DATA_HOME = path.join(home, 'data')
+    process.env.XDG_STATE_HOME = path.join(home, 'state')
+    delete process.env.OPENCODE_RUNTIME
+  })
+  afterEach(async () => {
+    process.env = {...saved}
+    process.exitCode = undefined
+    await fs.rm(home, {force: true, recursive: true})
+  })
+
+  describe('the table', () => {
+    it('gives every code an exit code occ documents and a list of next steps', () => {
+      const documented = new Set<number>(Object.values(ExitCode))
+      for (const code of OCC_ERROR_CODES) {
+        const entry = ERROR_CODES[code]
+        assert.ok(documented.has(entry.exit), `${code}: exit ${entry.exit}`)
+        assert.ok(Array.isArray(entry.actions), code)
+        for (const action of entry.actions) assert.doesNotMatch(action, /occ \w+:\w+/, `${code}: internal command id in "${action}"`)
+      }
+    })
+
+    it('takes the exit code from the table and the default actions unless given', () => {
+      const plain = new OccError('CONTAINER_MISSING', 'gone')
+      assert.equal(plain.exitCode, ExitCode.containerMissing)
+      assert.deepEqual(plain.actions, ERROR_CODES.CONTAINER_MISSING.actions)
+      const specific = new OccError('CONTAINER_MISSING', 'gone', {actions: ['Do this: occ start --port 3100']})
+      assert.deepEqual(specific.actions, ['Do this: occ start --port 3100'])
+      assert.equal(isOccErrorCode('CONTAINER_MISSING'), true)
+      assert.equal(isOccErrorCode('toString'), false)
+      assert.equal(isOccErrorCode('NO_SUCH_CODE'), false)
+    })
+
+    it('tells known errors from bugs', () => {
+      assert.equal(toOccError(new OccError('TIMEOUT', 'slow')).bug, false)
+      const bug = toOccError(new TypeError("Cannot read properties of undefined (reading 'x')"))
+      assert.equal(bug.code, 'BUG')
+      assert.equal(bug.bug, true)
+      assert.equal(bug.exitCode, 1)
+      assert.match(bug.message, /^This is a bug in occ: Cannot read properties/)
+      assert.ok(bug.actions.some((action) => action.includes(BUG_REPORT_URL)), bug.actions.join('\n'))
+      assert.equal(toOccError('a string').code, 'BUG')
+    })
+  })
+
+  describe('catch() of a RuntimeCommand', () => {
+    it('prints a known error with its next steps and exits with its code', async () => {
+      Failing.failure = () => new OccError('CONTAINER_NOT_RUNNING', "The sandbox container 'x' is not running.")
+      const {error} = await captureOutput(() => Failing.run([], config))
+      assert.ok(error, 'expected the command to fail')
+      assert.equal(error.oclif?.exit, ExitCode.containerMissing)
+      assert.equal(error.code, 'CONTAINER_NOT_RUNNING')
+      assert.match(error.message, /is not running/)
+      assert.deepEqual(error.suggestions, ['Start it with: occ start'])
+    })
+
+    it('prints a known error as {error} JSON on stdout under --json, with its exit code', async () => {
+      Failing.failure = () => new OccError('UPDATE_BUSY', 'Another update is running.')
+      const {error, stdout} = await captureOutput(() => Failing.run(['--json'], config))
+      assert.equal(error, undefined)
+      const json = parseJsonError(stdout)
+      assert.deepEqual(json.error, {
+        actions: [...ERROR_CODES.UPDATE_BUSY.actions],
+        bug: false,
+        code: 'UPDATE_BUSY',
+        exitCode: ExitCode.busy,
+        message: 'Another update is running.',
+        name: 'OccError',
+      })
+      assert.equal(process.exitCode, ExitCode.busy)
+    })
+
+    it('reports anything else as a bug in occ, with how to report it (text and JSON)', async () => {
+      Failing.failure = () => new RangeError('index out of range')
+      const text = await captureOutput(() => Failing.run([], config))
+      assert.equal(text.error?.oclif?.exit, 1)
+      assert.equal(text.error?.code, 'BUG')
+      assert.match(String(text.error?.message), /^This is a bug in occ: index out of range/)
+      assert.ok(text.error?.suggestions?.some((line) => line.includes(BUG_REPORT_URL)))
+
+      const json = await captureOutput(() => Failing.run(['--json'], config))
+      const parsed = parseJsonError(json.stdout)
+      assert.equal(parsed.error.code, 'BUG')
+      assert.equal(parsed.error.bug, true)
+      assert.equal(parsed.error.exitCode, 1)
+      assert.equal(process.exitCode, 1)
+    })
+
+    it('shows the cause of a bug with -v', async () => {
+      Failing.failure = () => new Error('deep inside')
+      const {error} = await captureOutput(() => Failing.run(['-v'], config))
+      assert.match(String(error?.message), /Cause: Error: deep inside\n\s+at /)
+    })
+  })
+
+  describe('real commands', () => {
+    it('config get of an unknown key: CONFIG_INVALID, exit 3, text naming the key', async () => {
+      const {error} = await runCommand(['config', 'get', 'colour'], {root: ROOT})
+      assert.equal(error?.oclif?.exit, ExitCode.config)
+      assert.equal(error?.code, 'CONFIG_INVALID')
+      assert.match(String(error?.message), /colour/)
+    })
+
+    it('config get of an unknown key under --json: the error shape, exit 3', async () => {
+      const {stdout} = await runCommand(['config', 'get', 'colour', '--json'], {root: ROOT})
+      const json = parseJsonError(stdout)
+      assert.equal(json.error.code, 'CONFIG_INVALID')
+      assert.equal(json.error.exitCode, ExitCode.config)
+      assert.equal(json.error.bug, false)
+      assert.equal(process.exitCode, ExitCode.config)
+    })
+
+    it('an unknown flag is a usage error: exit 2, and under --json a USAGE error', async () => {
+      const text = await runCommand(['status', '--bogus'], {root: ROOT})
+      assert.equal(text.error?.oclif?.exit, ExitCode.usage)
+      assert.match(String(text.error?.message), /--bogus/)
+
+      const {stdout} = await runCommand(['status', '--bogus', '--json'], {root: ROOT})
+      const json = parseJsonError(stdout)
+      assert.equal(json.error.code, 'USAGE')
+      assert.equal(json.error.exitCode, ExitCode.usage)
+      assert.equal(process.exitCode, ExitCode.usage)
+    })
+
+    it('a host-only command inside the sandbox names the commands that work there, as users type them', async () => {
+      process.env.OPENCODE_RUNTIME = 'container'
+      const {error} = await runCommand(['config', 'show'], {root: ROOT})
+      assert.equal(error?.oclif?.exit, ExitCode.notSupported)
+      assert.match(String(error?.message), /'occ config show' is not supported in the container runtime/)
+      assert.doesNotMatch(String(error?.message), /config:show/)
+      const supported = (error?.suggestions ?? []).find((line) => line.startsWith('Supported inside the sandbox:'))
+      assert.ok(supported, String(error?.suggestions))
+      const listed = supported.replace('Supported inside the sandbox: ', '').split(', ')
+      for (const command of ['occ logs', 'occ status', 'occ update opencode']) assert.ok(listed.includes(command), supported)
+      for (const command of ['occ start', 'occ config show', 'occ install']) assert.ok(!listed.includes(command), supported)
+    })
+  })
+})
