@@ -1,0 +1,55 @@
+import {Config, Errors, flush, handle, run} from '@oclif/core'
+
+import {UsageError} from '../errors.js'
+import {normalizeArgv, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
+import {printJsonError, wantsJson} from './output.js'
+
+/** bin/run.js after the Node guard: occ's argv rules (src/cli/argv.ts), then oclif. */
+export async function main(argv: string[], root: string): Promise<void> {
+  try {
+    const config = await Config.load(root)
+    const table: CommandTable = {ids: commandIds(config), topics: config.topics.map((topic) => topic.name)}
+    const normalized = normalizeArgv(argv, table)
+    if (normalized.noColor) process.env.NO_COLOR = '1'
+    const problem = topicProblem(normalized.argv, table)
+    if (problem) {
+      fail(topicError(problem), normalized.argv)
+      return
+    }
+
+    await run(normalized.argv, config)
+    await flush()
+  } catch (error) {
+    await handle(error as Error)
+  }
+}
+
+function commandIds(config: Config): string[] {
+  return [...config.commandIDs, ...config.commands.flatMap((command) => command.aliases)]
+}
+
+function topicError(problem: TopicProblem): UsageError {
+  const occ = (command: string): string => `occ ${command}`
+  const flags = problem.extra.filter((arg) => arg !== problem.misplaced?.split(' ').at(-1))
+  if (problem.misplaced) {
+    return new UsageError(`'occ ${problem.topic}' is a topic, not a command: the command comes right after it.`, {
+      actions: [`Put the command first: ${[occ(problem.misplaced), ...flags].join(' ')}`, `See its usage: occ ${problem.misplaced} --help`],
+    })
+  }
+
+  const what = problem.extra.length > 0 ? ` (got: ${problem.extra.join(' ')})` : ''
+  return new UsageError(`'occ ${problem.topic}' needs a command${what}.`, {
+    actions: [`Commands: ${problem.commands.map(occ).join(', ')}`, `See the topic: occ ${problem.topic} --help`],
+  })
+}
+
+function fail(error: UsageError, argv: string[]): void {
+  if (wantsJson(argv)) {
+    printJsonError(error)
+    process.exitCode = error.exitCode
+    return
+  }
+
+  // oclif's own format ("Error: …", "Try this: …"), as for every other error.
+  throw new Errors.CLIError(error.message, {code: error.code, exit: error.exitCode, suggestions: error.actions})
+}
