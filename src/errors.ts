@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   UPDATE_NOT_SUPPORTED: {actions: ['Recreate the sandbox from the opencode-cloud image: occ start'], exit: ExitCode.notSupported},
   UPDATE_BUSY: {actions: ['Wait for it, then try again: occ status'], exit: ExitCode.busy},
   UPDATE_CANCELLED: {actions: [], exit: ExitCode.failure},
+  UPDATE_INTERRUPTED: updateFailed(['See whether it finished: occ status', 'Try again: occ update opencode']),
   UPDATE_NO_LISTENER: updateFailed(['On the host: occ install (the service runs the listener), or occ start --no-daemon']),
   UPDATE_LISTENER_LOST: updateFailed(['Check on the host: occ status; the update may have finished anyway.']),
   UNKNOWN_BRANCH: updateFailed(['Pick an existing branch: occ update opencode --branch <branch>']),
@@ -91,7 +92,8 @@ export const ERROR_CODES = {
   UNHEALTHY: updateFailed(),
   ROLLBACK_FAILED: updateFailed(['Look at the sandbox: occ logs; recreate it if needed: occ start']),
   ROLLBACK_UNHEALTHY: updateFailed(['Look at the logs: occ logs', 'Restart the sandbox: occ restart']),
-  // The host listener's answer to an update handed over from inside the sandbox (its error_code).
+  // The host listener's answer (its error_code) to an update handed over from inside the sandbox,
+  // when the result carries no occ code of its own.
   HOST_INVALID_JSON: hostResult,
   HOST_INVALID_REQUEST: hostResult,
   HOST_UNSUPPORTED_COMMAND: hostResult,
@@ -99,7 +101,6 @@ export const ERROR_CODES = {
   HOST_INVALID_REF: hostResult,
   HOST_TOO_LARGE: hostResult,
   HOST_NOT_REGULAR_FILE: hostResult,
-  HOST_INTERRUPTED: hostResult,
   HOST_UPDATE_FAILED: hostResult,
   // --- bugs ------------------------------------------------------------------------------
   BUG: {

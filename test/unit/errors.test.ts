@@ -9,6 +9,8 @@ import {captureOutput, runCommand} from '@oclif/test'
 
 import {errorJsonSchema} from '../../src/error-schema.js'
 import {BUG_REPORT_URL, ERROR_CODES, ExitCode, isOccErrorCode, OCC_ERROR_CODES, OccError} from '../../src/errors.js'
+import {RESULT_ERROR_CODES} from '../../src/protocol/schemas.js'
+import {resultToOutcome} from '../../src/protocol/result-mapping.js'
 import {RuntimeCommand, toOccError} from '../../src/runtime/runtime-command.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -67,6 +69,16 @@ describe('errors: one table, catch() and the JSON error shape', () => {
       assert.equal(isOccErrorCode('CONTAINER_MISSING'), true)
       assert.equal(isOccErrorCode('toString'), false)
       assert.equal(isOccErrorCode('NO_SUCH_CODE'), false)
+    })
+
+    it("has the code and exit code of every host answer the in-sandbox hand-off can report", () => {
+      for (const category of RESULT_ERROR_CODES) {
+        const now = new Date().toISOString()
+        const outcome = resultToOutcome({error_code: category, finished_at: now, message: 'm', started_at: now, status: 'error'}, {})
+        const code = outcome.error?.code
+        assert.ok(isOccErrorCode(code), `${category} -> ${code} is not in ERROR_CODES`)
+        assert.equal(ERROR_CODES[code].exit, outcome.error?.exitCode, `${category} -> ${code}`)
+      }
     })
 
     it('tells known errors from bugs', () => {

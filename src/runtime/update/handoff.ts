@@ -17,7 +17,7 @@ import {setTimeout as delay} from 'node:timers/promises'
 
 import {CONTAINER_COMMANDS_DIR} from '../../config/mounts.js'
 import type {OccPaths} from '../../config/paths.js'
-import {ExitCode, NotSupportedError, OccError, TimeoutError} from '../../errors.js'
+import {NotSupportedError, OccError, TimeoutError} from '../../errors.js'
 import {COMMANDS_SUBDIR, REQUEST_FILE, RESULT_FILE} from '../../protocol/command-files.js'
 import {describeListener, readListenerStatus, type ListenerView} from '../../protocol/listener-status.js'
 import {resultToOutcome} from '../../protocol/result-mapping.js'
