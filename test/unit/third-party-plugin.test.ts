@@ -5,17 +5,19 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {Config} from '@oclif/core'
+import {captureOutput} from '@oclif/test'
 
 import {resourceNames} from '../../src/config/instance.js'
 import {MOUNT_STATE} from '../../src/config/mounts.js'
 import {resolvePaths} from '../../src/config/paths.js'
 import type {ForegroundContext, OccHooks} from '../../src/runtime/hooks.js'
+import {containerCommands} from '../../src/runtime/runtime-command.js'
 import type {HostRuntimeApi} from '../../src/runtime/runtime.js'
-import {linkThirdPartyPlugin} from '../integration/listener-helpers/third-party-plugin.js'
+import {copyThirdPartyPlugin} from '../integration/listener-helpers/third-party-plugin.js'
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
-describe('a third-party plugin can hook occ:foreground', () => {
+describe('a third-party plugin (docs/plugins.md), linked with occ plugins link', () => {
   let root: string
   const saved = {...process.env}
   beforeEach(async () => {
@@ -25,14 +27,26 @@ describe('a third-party plugin can hook occ:foreground', () => {
     process.env.OCLIF_DISABLE_LINKED_ESM_WARNING = '1'
     // As @oclif/test does: plugins load from src/ (tsx), not from a possibly stale lib/.
     process.env.NODE_ENV = 'test'
-    await linkThirdPartyPlugin(process.env.XDG_DATA_HOME)
+    const plugin = await copyThirdPartyPlugin(path.join(root, 'plugin'))
+    const occ = await Config.load({root: REPO_ROOT})
+    const linked = await captureOutput(() => occ.runCommand('plugins:link', ['--no-install', plugin]))
+    assert.equal(linked.error, undefined, linked.stderr)
   })
   afterEach(async () => {
     process.env = {...saved}
     await fs.rm(root, {force: true, recursive: true})
   })
 
-  it('runs next to the update listener, gets the context and the signal', async () => {
+  it('adds its command, which counts among the commands that work inside the sandbox', async () => {
+    const config = await Config.load({root: REPO_ROOT})
+    const health = config.findCommand('health')
+    assert.equal(health?.pluginName, 'occ-fixture-third-party-plugin')
+    assert.deepEqual(containerCommands(config), ['health', 'logs', 'status', 'update opencode'])
+    const Health = await health!.load()
+    assert.equal(Object.getPrototypeOf(Health).name, 'RuntimeCommand')
+  })
+
+  it('hooks occ:foreground: runs next to the update listener, gets the context and the signal', async () => {
     const config = await Config.load({root: REPO_ROOT})
     const names = [...config.plugins.keys()]
     assert.ok(names.includes('@opencode-cloud/update-listener'), names.join(', '))

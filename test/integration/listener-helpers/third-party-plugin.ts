@@ -2,20 +2,30 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import type {Result} from 'execa'
+
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 export const THIRD_PARTY_PLUGIN = path.join(REPO_ROOT, 'test/fixtures/third-party-plugin')
 
 /**
- * Links the fixture plugin the way `occ plugins link` would: an entry in <data dir>/package.json
- * (oclif's user plugins, loaded by the built CLI as well). Its hook writes a marker file named by
- * OCC_TEST_FOREGROUND_MARKER.
+ * A plugin author's checkout of the fixture plugin (docs/plugins.md) in `dir`: its files, and
+ * `node_modules/opencode-cloud` pointing at the occ it is developed against (a devDependency).
  */
-export async function linkThirdPartyPlugin(xdgDataHome: string): Promise<void> {
-  const dataDir = path.join(xdgDataHome, 'opencode-cloud')
-  await fs.mkdir(dataDir, {recursive: true})
-  const pjson = {
-    oclif: {plugins: [{name: 'occ-fixture-third-party-plugin', root: THIRD_PARTY_PLUGIN, type: 'link'}], schema: 1},
-    private: true,
-  }
-  await fs.writeFile(path.join(dataDir, 'package.json'), JSON.stringify(pjson, null, 2))
+export async function copyThirdPartyPlugin(dir: string, occRoot = REPO_ROOT): Promise<string> {
+  await fs.cp(THIRD_PARTY_PLUGIN, dir, {recursive: true})
+  await fs.mkdir(path.join(dir, 'node_modules'), {recursive: true})
+  await fs.symlink(occRoot, path.join(dir, 'node_modules', 'opencode-cloud'), 'dir')
+  return dir
+}
+
+/**
+ * Links the fixture plugin the ordinary way, `occ plugins link --no-install <dir>`, run by `occ`
+ * in a world whose XDG_DATA_HOME holds oclif's user plugins. Its command is `occ health`; its
+ * occ:foreground hook writes a marker file named by OCC_TEST_FOREGROUND_MARKER.
+ */
+export async function linkThirdPartyPlugin(world: {root: string; occ(args: string[]): Promise<Result>}, occRoot = REPO_ROOT): Promise<string> {
+  const dir = await copyThirdPartyPlugin(path.join(world.root, 'occ-fixture-third-party-plugin'), occRoot)
+  const result = await world.occ(['plugins', 'link', '--no-install', dir])
+  if (result.exitCode !== 0) throw new Error(`occ plugins link failed (exit ${result.exitCode}): ${String(result.stderr)}`)
+  return dir
 }

@@ -58,7 +58,7 @@ export async function createListenerWorld(label: string, options: {mountRepo?: b
   // The container's git (another uid) reads the repo: world-readable.
   await execa('chmod', ['-R', 'a+rX', sandbox.root])
   await useFixtureImage(sandbox, {opencode_repo: CONTAINER_REPO})
-  await linkThirdPartyPlugin(sandbox.env.XDG_DATA_HOME)
+  await linkThirdPartyPlugin(sandbox)
   const markerFile = path.join(sandbox.root, 'third-party-marker.json')
   const commandsDir = path.join(sandbox.env.XDG_STATE_HOME, 'opencode', 'opencode-cloud', 'commands')
   const startArgs = options.mountRepo === false ? [] : ['--mount', `${repoDir}:${CONTAINER_REPO}:ro`]

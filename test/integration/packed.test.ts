@@ -1,0 +1,194 @@
+/**
+ * The product as users get it: `npm pack` every package of this repository, install the
+ * tarballs into a temporary global prefix (`npm install -g --prefix`), and drive that installed
+ * occ — from a directory outside the repository, with nothing of the repository on PATH — through
+ * its main job against the fixture image: start, the service mode answering a request the web UI
+ * writes inside the container, status showing the listener, stop. Also: the Node guard on an old
+ * Node, and a third-party plugin linked into the installed occ using its public API.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+
+import {execa, type Options, type ResultPromise} from 'execa'
+
+import {CONTAINER_COMMANDS_DIR, RESULT_FILE} from '../../src/index.js'
+import {createFixtureRepo} from '../fixtures/sandbox/repo-helpers.mjs'
+import {createSandboxEnv, describeRun, FIXTURE_IMAGE, REPO_ROOT, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {linkThirdPartyPlugin} from './listener-helpers/third-party-plugin.js'
+import {waitUntil} from './listener-helpers/world.js'
+
+const CONTAINER_REPO = '/srv/opencode.git'
+/** The system's own Node (20 on these machines), older than occ's engines. */
+const OLD_NODE = '/usr/bin/node'
+
+describe('the packed product: npm pack, npm install -g from the tarballs, the installed occ', function () {
+  this.timeout(240_000)
+  let work: string
+  let prefix: string
+  let sandbox: SandboxEnv
+  let repoDir: string
+  let baseCommit: string
+  /** PATH with this Node and the system's tools only: nothing of the repository. */
+  const cleanPath = [path.dirname(process.execPath), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':')
+  let installed: (args: string[], options?: Options) => ResultPromise
+
+  before(async function () {
+    this.timeout(300_000)
+    work = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-packed-'))
+    prefix = path.join(work, 'prefix')
+    const tarballs = path.join(work, 'tarballs')
+    await fs.mkdir(tarballs)
+    // Every package of the repository: the root and each workspace (no names hard-coded here).
+    const pack = await execa('npm', ['pack', '--workspaces', '--include-workspace-root', '--json', '--pack-destination', tarballs], {
+      cwd: REPO_ROOT,
+      reject: false,
+    })
+    assert.equal(pack.exitCode, 0, describeRun(pack))
+    // The prepack scripts' output comes first on stdout; npm's JSON report is the rest.
+    const report = String(pack.stdout).slice(String(pack.stdout).search(/^\[$/m))
+    const packed = JSON.parse(report) as Array<{filename: string; name: string; files: Array<{path: string}>}>
+    const files = await fs.readdir(tarballs)
+    assert.deepEqual(files.sort(), packed.map((entry) => entry.filename).sort())
+    assert.ok(packed.length >= 2, `packed: ${packed.map((entry) => entry.name).join(', ')}`)
+    for (const entry of packed) {
+      const paths = entry.files.map((file) => file.path)
+      assert.ok(!paths.includes('bin/dev.js'), `${entry.name} ships bin/dev.js`)
+      assert.ok(!paths.some((file) => file.endsWith('.tsbuildinfo')), `${entry.name} ships a tsbuildinfo`)
+      for (const map of paths.filter((file) => file.endsWith('.js.map'))) {
+        const source = map.replace(/^lib\//, 'src/').replace(/\.js\.map$/, '.ts')
+        assert.ok(paths.includes(source), `${entry.name}: ${map} points at ${source}, which is not shipped`)
+      }
+    }
+
+    const install = await execa(
+      'npm',
+      ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', ...files.map((file) => path.join(tarballs, file))],
+      {cwd: work, env: {PATH: cleanPath}, extendEnv: true, reject: false},
+    )
+    assert.equal(install.exitCode, 0, describeRun(install))
+
+    sandbox = await createSandboxEnv('packed')
+    repoDir = path.join(sandbox.root, 'opencode.git')
+    ;({commit: baseCommit} = await createFixtureRepo(repoDir))
+    await execa('chmod', ['-R', 'a+rX', sandbox.root])
+    installed = (args, options = {}) =>
+      execa(path.join(prefix, 'bin', 'occ'), args, {
+        cwd: work,
+        reject: false,
+        stdin: 'ignore',
+        timeout: 120_000,
+        ...options,
+        env: {...sandbox.env, PATH: cleanPath, ...(options.env as Record<string, string> | undefined)},
+        extendEnv: false,
+      })
+  })
+
+  after(async () => {
+    await sandbox?.cleanup()
+    if (work) await fs.rm(work, {force: true, recursive: true})
+  })
+
+  it('installs cleanly: npm ls in the prefix finds nothing missing, invalid or extraneous', async () => {
+    const ls = await execa('npm', ['ls', '--global', '--prefix', prefix, '--all'], {cwd: work, env: {PATH: cleanPath}, reject: false})
+    assert.equal(ls.exitCode, 0, describeRun(ls))
+    assert.doesNotMatch(String(ls.stdout), /UNMET|invalid|extraneous|missing/i, String(ls.stdout))
+    const real = await fs.realpath(path.join(prefix, 'lib/node_modules/opencode-cloud'))
+    assert.ok(!real.startsWith(REPO_ROOT), `the installed occ is a link into the repository: ${real}`)
+  })
+
+  it('--version and --help, quickly and without warnings', async () => {
+    const version = await installed(['--version'])
+    assert.equal(version.exitCode, 0, describeRun(version))
+    assert.match(String(version.stdout), /^opencode-cloud\/\d+\.\d+\.\d+ linux-\w+ node-v\d+/)
+    const help = await installed(['--help'])
+    assert.equal(help.exitCode, 0, describeRun(help))
+    for (const word of ['start', 'status', 'update', 'plugins', 'autocomplete']) assert.match(String(help.stdout), new RegExp(`\\b${word}\\b`))
+    assert.equal(String(help.stderr), '', 'nothing on stderr (no "could not find package.json" warnings)')
+  })
+
+  it("on a Node older than engines, prints one line saying what it needs and exits 1", async () => {
+    const old = await execa(OLD_NODE, ['--version'], {reject: false})
+    assert.equal(old.exitCode, 0, `this machine's ${OLD_NODE} is the old Node the guard is tested with`)
+    const major = Number(String(old.stdout).replace(/^v/, '').split('.')[0])
+    assert.ok(major < 22, `${OLD_NODE} is ${old.stdout}; the guard test needs a Node older than occ's engines there`)
+    const run = await installed(['status'], {env: {PATH: `/usr/bin:${cleanPath}`}})
+    assert.equal(run.exitCode, 1, describeRun(run))
+    assert.equal(String(run.stdout), '')
+    const lines = String(run.stderr).trimEnd().split('\n')
+    assert.equal(lines.length, 1, String(run.stderr))
+    assert.match(lines[0], new RegExp(`^occ needs Node .*22\\.22\\.2.* but this is Node ${String(old.stdout).trim().replaceAll('.', '\\.')} .*install Node 24`))
+  })
+
+  it('does its main job: start, start --no-daemon answers the web UI, status --json shows the listener, stop', async () => {
+    for (const [key, value] of Object.entries({image: FIXTURE_IMAGE, opencode_repo: CONTAINER_REPO, opencode_web_port: String(sandbox.port)})) {
+      const set = await installed(['config', 'set', key, value])
+      assert.equal(set.exitCode, 0, describeRun(set))
+    }
+
+    // A third-party plugin, linked the ordinary way, built on the installed occ's public API.
+    const plugin = await linkThirdPartyPlugin({occ: (args) => installed(args), root: sandbox.root}, path.join(prefix, 'lib/node_modules/opencode-cloud'))
+    const mount = ['--mount', `${repoDir}:${CONTAINER_REPO}:ro`]
+    const start = await installed(['start', ...mount])
+    assert.equal(start.exitCode, 0, describeRun(start))
+    assert.match(String(start.stdout), /Service started and ready/)
+
+    const health = await installed(['health', '--json'])
+    assert.equal(health.exitCode, 0, describeRun(health))
+    assert.equal(JSON.parse(String(health.stdout)).health, 'healthy')
+
+    const marker = path.join(sandbox.root, 'marker.json')
+    const foreground = installed(['start', '--no-daemon', ...mount], {
+      env: {OCC_TEST_FOREGROUND_MARKER: marker},
+      forceKillAfterDelay: false,
+      timeout: 180_000,
+    })
+    try {
+      await waitUntil(
+        async () => {
+          const status = await installed(['status', '--json'])
+          return status.exitCode === 0 && JSON.parse(String(status.stdout)).listener?.state === 'active'
+        },
+        60_000,
+        () => 'the listener never showed as active in occ status --json',
+      )
+      assert.equal(JSON.parse(await fs.readFile(marker, 'utf8')).state, 'started', `the plugin's hook (${plugin}) runs beside the listener`)
+
+      // As the web UI: a temp file, then a rename into place, as the sandbox user.
+      const request = JSON.stringify({command: 'update_opencode', commit: baseCommit, request_id: 'packed-1'})
+      const write = await execa(
+        'docker',
+        ['exec', '-u', 'opencoder', sandbox.containerName, 'sh', '-c', 'tmp="$2/.req.$$" && printf "%s" "$1" > "$tmp" && mv "$tmp" "$2/update-command.json"', 'sh', request, CONTAINER_COMMANDS_DIR],
+        {reject: false},
+      )
+      assert.equal(write.exitCode, 0, describeRun(write))
+      let answer: Record<string, unknown> | undefined
+      await waitUntil(
+        async () => {
+          const read = await execa('docker', ['exec', '-u', 'opencoder', sandbox.containerName, 'cat', `${CONTAINER_COMMANDS_DIR}/${RESULT_FILE}`], {reject: false})
+          answer = read.exitCode === 0 ? JSON.parse(String(read.stdout)) : undefined
+          return answer?.request_id === 'packed-1'
+        },
+        90_000,
+        () => `no answer to packed-1; last: ${JSON.stringify(answer)}`,
+      )
+      assert.equal(answer?.status, 'success', JSON.stringify(answer))
+      assert.equal(answer?.changed, false, JSON.stringify(answer))
+
+      const status = await installed(['status', '--json'])
+      const view = JSON.parse(String(status.stdout))
+      assert.equal(view.listener?.state, 'active', JSON.stringify(view.listener))
+      assert.equal(view.container.running, true)
+
+      const stop = await installed(['stop', '-t', '5'])
+      assert.equal(stop.exitCode, 0, describeRun(stop))
+      const ended = await foreground
+      assert.equal(ended.exitCode, 0, describeRun(ended))
+      assert.equal(JSON.parse(await fs.readFile(marker, 'utf8')).state, 'stopped')
+    } finally {
+      foreground.kill('SIGKILL')
+      await foreground.catch(() => undefined)
+    }
+  })
+})
