@@ -18,6 +18,7 @@ import readline from 'node:readline'
 import {fileURLToPath} from 'node:url'
 
 const HERE = fileURLToPath(import.meta.url)
+const RESOLVE_SOURCES = fileURLToPath(new URL('../scripts/resolve-sources.mjs', import.meta.url))
 const REPO_ROOT = path.resolve(path.dirname(HERE), '..')
 const REQUEST_FILE = 'update-command.json'
 const RESULT_FILE = 'update-command.result.json'
@@ -263,8 +264,8 @@ interface Child {
 }
 
 function startChild(childArgs: string[]): Child {
-  // Children load TypeScript sources: tsx, and the occ-source export condition for 'opencode-cloud'.
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions', 'occ-source', HERE, ...childArgs], {
+  // Children load TypeScript sources: tsx, and 'opencode-cloud' resolved to src/ (scripts/resolve-sources.mjs).
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', RESOLVE_SOURCES, HERE, ...childArgs], {
     cwd: REPO_ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
   })

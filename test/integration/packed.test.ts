@@ -57,7 +57,7 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
       assert.ok(!paths.includes('bin/dev.js'), `${entry.name} ships bin/dev.js`)
       assert.ok(!paths.some((file) => file.endsWith('.tsbuildinfo')), `${entry.name} ships a tsbuildinfo`)
       for (const map of paths.filter((file) => file.endsWith('.js.map'))) {
-        const source = map.replace(/^lib\//, 'src/').replace(/\.js\.map$/, '.ts')
+        const source = map.replace(/^(lib|dist)\//, 'src/').replace(/\.js\.map$/, '.ts')
         assert.ok(paths.includes(source), `${entry.name}: ${map} points at ${source}, which is not shipped`)
       }
     }
