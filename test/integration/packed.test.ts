@@ -121,6 +121,63 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
     assert.match(lines[0], new RegExp(`^occ needs Node .*22\\.22\\.2.* but this is Node ${String(old.stdout).trim().replaceAll('.', '\\.')} .*install Node 24`))
   })
 
+  it('is an oclif CLI users know: -h, plugins, autocomplete, version, did-you-mean, leading global flags, topics that fail', async () => {
+    const expectExit = async (args: string[], code: number, options: Options = {}): Promise<{stdout: string; stderr: string}> => {
+      const run = await installed(args, options)
+      assert.equal(run.exitCode, code, describeRun(run))
+      return {stderr: String(run.stderr), stdout: String(run.stdout)}
+    }
+
+    const jsonError = async (args: string[], code: string): Promise<void> => {
+      const {stdout} = await expectExit(args, 2)
+      const {error} = JSON.parse(stdout)
+      assert.equal(error.code, code, stdout)
+      assert.equal(error.exitCode, 2, stdout)
+      assert.equal(error.bug, false, stdout)
+    }
+
+    assert.match((await expectExit(['-h'], 0)).stdout, /USAGE\s+\$ occ \[COMMAND\]/)
+    assert.match((await expectExit(['status', '-h'], 0)).stdout, /--no-color/)
+    assert.match((await expectExit(['plugins'], 0)).stdout, /No plugins installed/)
+    assert.match((await expectExit(['autocomplete', '--help'], 0)).stdout, /zsh\|bash\|powershell/)
+    assert.match((await expectExit(['version'], 0)).stdout, /^opencode-cloud\/\d+\.\d+\.\d+ /)
+
+    // A typo: the nearest command, never a prompt without a terminal; JSON under --json.
+    const typo = await expectExit(['stauts'], 2)
+    assert.match(typo.stderr, /'stauts' is not an occ command/)
+    assert.match(typo.stderr, /Did you mean: occ status/)
+    await jsonError(['--json', 'stauts'], 'COMMAND_NOT_FOUND')
+    // In a terminal, plugin-not-found asks, and runs the command on yes.
+    const tty = await execa('script', ['-qec', `${path.join(prefix, 'bin', 'occ')} stauts`, '/dev/null'], {
+      cwd: work,
+      env: {...sandbox.env, PATH: cleanPath},
+      extendEnv: false,
+      input: 'y\r',
+      reject: false,
+      timeout: 60_000,
+    })
+    assert.match(String(tty.stdout), /Did you mean .*status.*\?/, describeRun(tty))
+    assert.match(String(tty.stdout), /No service found/, describeRun(tty))
+
+    // Topics fail like commands (exit 2), in text and JSON.
+    assert.match((await expectExit(['update', '--yes', 'opencode'], 2)).stderr, /Put the command first: occ update opencode --yes/)
+    assert.match((await expectExit(['update', '--rollback'], 2)).stderr, /'occ update' needs a command/)
+    assert.match((await expectExit(['update'], 2)).stderr, /Commands: occ update opencode/)
+    await jsonError(['update', '--bogus', '--json'], 'USAGE')
+    await jsonError(['--json', 'update', '--yes', 'opencode'], 'USAGE')
+    await jsonError(['status', '--bogus', '--json'], 'USAGE')
+    assert.match((await expectExit(['update', '--help'], 0)).stdout, /update opencode/)
+
+    // Global flags before the command, as scripts for the Rust occ write them.
+    assert.equal((await expectExit(['-q', 'status'], 1)).stdout, '')
+    const other = await expectExit(['--sandbox-instance', 'packed-other', '--json', 'status'], 0)
+    assert.equal(JSON.parse(other.stdout).instance, 'packed-other')
+    assert.match((await expectExit(['--runtime', 'host', '--no-color', 'status'], 0)).stdout, /No service found/)
+    const inside = await expectExit(['--runtime', 'container', 'config', 'show'], 6)
+    assert.match(inside.stderr, /'occ config show' is not supported in the container runtime/)
+    assert.doesNotMatch(inside.stderr, /config:show/)
+  })
+
   it('does its main job: start, start --no-daemon answers the web UI, status --json shows the listener, stop', async () => {
     for (const [key, value] of Object.entries({image: FIXTURE_IMAGE, opencode_repo: CONTAINER_REPO, opencode_web_port: String(sandbox.port)})) {
       const set = await installed(['config', 'set', key, value])
