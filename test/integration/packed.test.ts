@@ -23,6 +23,12 @@ const CONTAINER_REPO = '/srv/opencode.git'
 /** The system's own Node (20 on these machines), older than occ's engines. */
 const OLD_NODE = '/usr/bin/node'
 
+/** The package.json inside a tarball, as npm would install it. */
+async function packedManifest(tarball: string): Promise<Record<string, unknown>> {
+  const extracted = await execa('tar', ['-xzOf', tarball, 'package/package.json'])
+  return JSON.parse(String(extracted.stdout))
+}
+
 describe('the packed product: npm pack, npm install -g from the tarballs, the installed occ', function () {
   this.timeout(240_000)
   let work: string
@@ -56,6 +62,17 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
       const paths = entry.files.map((file) => file.path)
       assert.ok(!paths.includes('bin/dev.js'), `${entry.name} ships bin/dev.js`)
       assert.ok(!paths.some((file) => file.endsWith('.tsbuildinfo')), `${entry.name} ships a tsbuildinfo`)
+      assert.ok(paths.includes('LICENSE'), `${entry.name} ships no LICENSE`)
+      const manifest = await packedManifest(path.join(tarballs, entry.filename))
+      for (const field of ['license', 'repository', 'homepage', 'bugs']) assert.ok(manifest[field], `${entry.name}: no ${field}`)
+      assert.doesNotMatch(JSON.stringify(manifest.exports ?? {}), /occ-source/, `${entry.name}: a development export condition is published`)
+      for (const kind of ['dependencies', 'devDependencies', 'peerDependencies', 'optionalDependencies']) {
+        for (const [name, spec] of Object.entries((manifest[kind] ?? {}) as Record<string, string>)) {
+          assert.doesNotMatch(spec, /^(file|link|workspace):/, `${entry.name}: ${kind}.${name} is ${spec}`)
+          assert.notEqual(name, entry.name, `${entry.name} depends on itself`)
+        }
+      }
+
       for (const map of paths.filter((file) => file.endsWith('.js.map'))) {
         const source = map.replace(/^(lib|dist)\//, 'src/').replace(/\.js\.map$/, '.ts')
         assert.ok(paths.includes(source), `${entry.name}: ${map} points at ${source}, which is not shipped`)
