@@ -1,4 +1,4 @@
-import {Config, Errors, flush, handle, run} from '@oclif/core'
+import {Config, Errors, flush, handle, run, settings} from '@oclif/core'
 
 import {UsageError} from '../errors.js'
 import {normalizeArgv, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
@@ -6,6 +6,10 @@ import {printJsonError, wantsJson} from './output.js'
 
 /** bin/run.js after the Node guard: occ's argv rules (src/cli/argv.ts), then oclif. */
 export async function main(argv: string[], root: string): Promise<void> {
+  // The installed occ runs plugins' JavaScript as it is (a linked TypeScript plugin is built
+  // first); oclif would otherwise try to transpile linked plugins and warn on every run that an
+  // ESM one cannot be. bin/dev.js (development) keeps oclif's default.
+  settings.enableAutoTranspile = false
   try {
     const config = await Config.load(root)
     const table: CommandTable = {ids: commandIds(config), topics: config.topics.map((topic) => topic.name)}

@@ -210,6 +210,7 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
 
     const health = await installed(['health', '--json'])
     assert.equal(health.exitCode, 0, describeRun(health))
+    assert.equal(String(health.stderr), '', 'a linked plugin loads without warnings')
     assert.equal(JSON.parse(String(health.stdout)).health, 'healthy')
 
     const marker = path.join(sandbox.root, 'marker.json')
