@@ -10,6 +10,8 @@ export type StartOutput = StartResult & {foreground?: ForegroundResult}
 export default class Start extends RuntimeCommand<typeof Start> {
   static override description = `Start the opencode sandbox container and wait until it is ready.
 
+While nobody can log in yet (no login user, allow_unauthenticated_network false) it ends with the first-login block: the initial one-time password (IOTP), in text and in --json (firstLogin.iotp.value; occ status masks it unless --show-secrets).
+
 Uses the configured image when it is present locally, else pulls it. Creates the volumes and the container when missing; a container that already runs is left as it is. With --no-daemon occ stays in the foreground (this is what the service runs) and the update listener handles the web UI's update requests until the container stops or occ gets SIGINT/SIGTERM.`
 
   static override examples = ['<%= config.bin %> start', '<%= config.bin %> start --port 3100', '<%= config.bin %> start --no-daemon']
@@ -67,9 +69,9 @@ Uses the configured image when it is present locally, else pulls it. Creates the
   /** Nobody can log in yet: the IOTP opens the web UI once, to create the first user. */
   private renderFirstLogin(first: NonNullable<StartResult['firstLogin']>): void {
     this.log('')
-    if (first.iotp.state === 'active' && first.iotp.otp) {
+    if (first.iotp.state === 'active' && first.iotp.value) {
       this.log('First-time onboarding')
-      this.log(`Initial One-Time Password (IOTP): ${first.iotp.otp}`)
+      this.log(`Initial One-Time Password (IOTP): ${first.iotp.value}`)
       this.log('Open the URL above, sign in with it once and create your login user (or run: occ user add <name>).')
       return
     }

@@ -3,7 +3,8 @@ import {Flags} from '@oclif/core'
 import {ContainerMissingError, ContainerNotRunningError, OccError, UsageError} from '../../errors.js'
 import type {HostRuntime} from '../../runtime/host-runtime.js'
 import {RuntimeCommand} from '../../runtime/runtime-command.js'
-import {isLocalhostBind, runBootstrap} from '../../runtime/users/iotp.js'
+import {iotpView} from '../../runtime/status.js'
+import {exposedBind, runBootstrap} from '../../runtime/users/iotp.js'
 import type {ResetIotpResult} from '../../runtime/users/schemas.js'
 
 export default class ResetIotp extends RuntimeCommand<typeof ResetIotp> {
@@ -17,14 +18,19 @@ Only while no login user exists (after that, use occ user add / occ user passwd)
 
   async run(): Promise<ResetIotpResult> {
     const host = (await this.runtime()) as HostRuntime
-    const bind = host.config.bind_address
-    if (!isLocalhostBind(bind) && !this.flags.force) {
+    const state = await host.containerState()
+    // The config's bind_address, and the address the container was really created with (a config
+    // changed since then applies only when it is recreated).
+    const bind = exposedBind(host.config.bind_address, state.hostIp)
+    if (bind !== undefined && !this.flags.force) {
       throw new UsageError(`The sandbox binds ${bind}, not localhost: a new IOTP would be usable from the network.`, {
-        actions: ['If that is what you want: occ reset iotp --force', 'Or bind to loopback first: occ config set bind_address 127.0.0.1'],
+        actions: [
+          'If that is what you want: occ reset iotp --force',
+          'Or bind to loopback first: occ config set bind_address 127.0.0.1, then occ stop --remove && occ start',
+        ],
       })
     }
 
-    const state = await host.containerState()
     if (!state.exists) throw new ContainerMissingError(host.names.container)
     if (!state.running) throw new ContainerNotRunningError(host.names.container)
     const iotp = await runBootstrap(host, 'reset', true)
@@ -40,9 +46,7 @@ Only while no login user exists (after that, use occ user add / occ user passwd)
       })
     }
 
-    const result: ResetIotpResult = {
-      iotp: {createdAt: iotp.createdAt, detail: iotp.detail, label: iotp.label, state: iotp.state, value: iotp.otp},
-    }
+    const result: ResetIotpResult = {iotp: iotpView(iotp, true)}
     if (!this.jsonEnabled()) {
       if (this.flags.quiet) this.log(iotp.otp)
       else {

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {UsageError} from '../../errors.js'
 import {RuntimeCommand} from '../../runtime/runtime-command.js'
-import {openUserStore} from '../../runtime/users/host-users.js'
+import {CONTAINER_CONFIG_NOTE, openUserStore} from '../../runtime/users/host-users.js'
 import {assertUsername} from '../../runtime/users/names.js'
 import {obtainPassword, promptUsername} from '../../runtime/users/password.js'
 import type {UserAddResult} from '../../runtime/users/schemas.js'
@@ -34,12 +34,15 @@ The password goes to chpasswd inside the sandbox on stdin; it never appears in a
     if (this.flags['print-password-only'] && !this.flags.generate) throw new UsageError('--print-password-only requires --generate')
     const name = assertUsername(this.args.name ?? (await promptUsername()))
     const {generated, password} = await obtainPassword({
+      emptyGenerates: true,
       generate: this.flags.generate,
       label: `Password for ${name}`,
       passwordStdin: this.flags['password-stdin'],
     })
-    const store = await openUserStore(await this.runtime())
+    const runtime = await this.runtime()
+    const store = await openUserStore(runtime)
     const {users} = await store.add(name, password)
+    if (runtime.kind === 'container' && !this.jsonEnabled()) this.note(CONTAINER_CONFIG_NOTE)
     const result: UserAddResult = {created: true, generated, password: generated ? password : null, username: name, users}
     if (this.jsonEnabled()) return result
     if (this.flags['print-password-only']) {

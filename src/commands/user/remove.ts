@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {RuntimeCommand} from '../../runtime/runtime-command.js'
-import {openUserStore} from '../../runtime/users/host-users.js'
+import {CONTAINER_CONFIG_NOTE, openUserStore} from '../../runtime/users/host-users.js'
 import {assertUsername} from '../../runtime/users/names.js'
 import type {UserRemoveResult} from '../../runtime/users/schemas.js'
 
@@ -20,8 +20,10 @@ The last login user is kept unless --force (without one, nobody can sign in to t
 
   async run(): Promise<UserRemoveResult> {
     const name = assertUsername(this.args.name)
-    const store = await openUserStore(await this.runtime())
+    const runtime = await this.runtime()
+    const store = await openUserStore(runtime)
     const {users} = await store.remove(name, {force: this.flags.force})
+    if (runtime.kind === 'container' && !this.jsonEnabled()) this.note(CONTAINER_CONFIG_NOTE)
     if (!this.flags.quiet && !this.jsonEnabled()) this.log(`Success: User '${name}' removed`)
     return {removed: true, username: name, users}
   }

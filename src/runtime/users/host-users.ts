@@ -2,7 +2,8 @@ import type {OccPaths} from '../../config/paths.js'
 import type {OccConfig} from '../../config/schema.js'
 import {loadConfig, saveConfig} from '../../config/store.js'
 import type {Runtime} from '../runtime.js'
-import {iotpResetHints, IOTP_FROM_LOGS, runBootstrap, type IotpInfo} from './iotp.js'
+import {iotpView, type StatusView} from '../status.js'
+import {iotpResetHints, IOTP_FROM_LOGS, runBootstrap} from './iotp.js'
 import {UserStore} from './store.js'
 
 /**
@@ -24,13 +25,22 @@ function sameList(a: string[], b: string[]): boolean {
   return a.length === b.length && [...a].sort().every((name, index) => name === b[index])
 }
 
+/** Said after `occ user add/remove` inside the sandbox, where the host's config is out of reach. */
+export const CONTAINER_CONFIG_NOTE =
+  "The host's config.users follows at the next occ start, occ restart or occ user command run on the host."
+
 /** The user flow for a runtime: on the host with config.users kept in sync. */
 export function userStoreFor(runtime: Runtime, host?: {config: OccConfig; paths: OccPaths}): UserStore {
   return new UserStore(runtime, host ? {onUsersChanged: (users) => syncConfigUsers(host, users)} : {})
 }
 
 export interface FirstLogin {
-  iotp: IotpInfo
+  /**
+   * The IOTP in the shape `occ status --json` has (state, label, createdAt, value, masked, detail).
+   * Unlike status, the value is always there when there is one (masked: false): printing it is
+   * what the first-login block of `occ start` is for, in text and in --json alike.
+   */
+  iotp: StatusView['iotp']
   /** What to run for a new one (with --force when not bound to localhost). */
   hints: string[]
   /** The fallback: the line the image logs at start. */
@@ -43,7 +53,7 @@ export interface FirstLogin {
  */
 export async function firstLogin(runtime: Runtime, config: OccConfig): Promise<FirstLogin | null> {
   if (config.users.length > 0 || config.allow_unauthenticated_network) return null
-  const iotp = await runBootstrap(runtime, 'status', true)
+  const iotp = iotpView(await runBootstrap(runtime, 'status', true), true)
   return {fromLogs: IOTP_FROM_LOGS, hints: iotpResetHints(config.bind_address), iotp}
 }
 

@@ -1,24 +1,27 @@
 import * as z from 'zod'
 
 import {OccError} from '../../errors.js'
+import {cleanLine} from '../../protocol/text.js'
 import type {Runtime} from '../runtime.js'
 
 /** The image's first-login helper (reference §8): `init | reset | status [--include-secret]`, root only. */
 export const BOOTSTRAP_HELPER = '/usr/local/bin/opencode-cloud-bootstrap'
 const MAX_HELPER_OUTPUT = 4096
+/** A timestamp as the helper writes it (e.g. 2026-01-01T00:00:00Z): shown on a terminal, so no other characters. */
+const timestamp = z.string().regex(/^[0-9A-Za-z:.+ -]{1,64}$/)
 
 /** Its answers, parsed strictly: anything else (an extra field, a malformed OTP) is an error. */
 const activeSchema = z.strictObject({
   ok: z.literal(true),
   active: z.literal(true),
-  created_at: z.string().max(64),
+  created_at: timestamp,
   otp: z.string().regex(/^[0-9a-f]{96}$/).optional(),
 })
 const inactiveSchema = z.strictObject({
   ok: z.literal(true),
   active: z.literal(false),
   reason: z.enum(['user_exists', 'completed', 'not_initialized', 'invalid_state', 'invalid_secret']),
-  completed_at: z.string().max(64).optional(),
+  completed_at: timestamp.optional(),
 })
 const helperErrorSchema = z.strictObject({
   ok: z.literal(false),
@@ -69,7 +72,7 @@ export function parseBootstrapAnswer(stdout: string): {answer: BootstrapAnswer} 
 export function iotpInfo(parsed: {answer: BootstrapAnswer} | {problem: string}): IotpInfo {
   if ('problem' in parsed) return info('error', {detail: parsed.problem})
   const {answer} = parsed
-  if (!answer.ok) return info('error', {detail: `${answer.code}: ${answer.message}`})
+  if (!answer.ok) return info('error', {detail: `${answer.code}: ${cleanLine(answer.message, 500)}`})
   if (answer.active) return info('active', {createdAt: answer.created_at, otp: answer.otp ?? null})
   switch (answer.reason) {
     case 'user_exists': {
@@ -106,6 +109,15 @@ export const IOTP_FROM_LOGS = `occ logs --no-follow | grep -F "${IOTP_LOG_MARKER
 export function isLocalhostBind(address: string): boolean {
   const bare = address.replace(/^\[|\]$/g, '').toLowerCase()
   return bare === 'localhost' || bare === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)
+}
+
+/**
+ * Why a new IOTP would be reachable from the network: the address (the one the container really
+ * publishes on, or the config's bind_address) that is not loopback; undefined when both are.
+ */
+export function exposedBind(configBind: string, publishedIp?: string): string | undefined {
+  for (const address of [publishedIp, configBind]) if (address && !isLocalhostBind(address)) return address
+  return undefined
 }
 
 /** What to run to get a fresh IOTP (with --force when the sandbox is reachable from the network). */

@@ -69,12 +69,16 @@ export async function promptUsername(): Promise<string> {
   }
 }
 
-/** Asks for a password twice on the terminal without echoing it. Only ever called on a TTY. */
-export async function promptPassword(label: string): Promise<string> {
-  const first = await promptHidden(`${label}: `)
+/**
+ * Asks for a password twice on the terminal without echoing it. Only ever called on a TTY. With
+ * `emptyGenerates` (user add, as the Rust occ) an empty answer means: generate one.
+ */
+export async function promptPassword(label: string, emptyGenerates = false): Promise<{password: string; generated: boolean}> {
+  const first = await promptHidden(emptyGenerates ? `${label} (empty: generate one): ` : `${label}: `)
+  if (first === '' && emptyGenerates) return {generated: true, password: generatePassword()}
   const second = await promptHidden('Confirm password: ')
   if (first !== second) throw new UsageError('Passwords do not match.', {actions: ['Run the command again.']})
-  return assertPassword(first)
+  return {generated: false, password: assertPassword(first)}
 }
 
 function promptHidden(question: string): Promise<string> {
@@ -112,7 +116,7 @@ function promptHidden(question: string): Promise<string> {
  * The password for add/passwd: generated, one line of stdin, or asked on the terminal. Without a
  * terminal and without --generate/--password-stdin it is an error: never a prompt.
  */
-export async function obtainPassword(options: {generate: boolean; passwordStdin: boolean; label: string}): Promise<{password: string; generated: boolean}> {
+export async function obtainPassword(options: {generate: boolean; passwordStdin: boolean; label: string; emptyGenerates?: boolean}): Promise<{password: string; generated: boolean}> {
   if (options.generate && options.passwordStdin) throw new UsageError('--generate and --password-stdin cannot be used together.')
   if (options.generate) return {generated: true, password: generatePassword()}
   if (options.passwordStdin) return {generated: false, password: await readPasswordLine()}
@@ -122,5 +126,5 @@ export async function obtainPassword(options: {generate: boolean; passwordStdin:
     })
   }
 
-  return {generated: false, password: await promptPassword(options.label)}
+  return promptPassword(options.label, options.emptyGenerates ?? false)
 }

@@ -1,5 +1,6 @@
 import * as z from 'zod'
 
+import {cleanLine} from '../../protocol/text.js'
 import {isValidUsername} from './names.js'
 
 /** The records directory on the opencode-users volume (reference §8). */
@@ -26,15 +27,16 @@ inventory)
   passwd -Sa 2>/dev/null | while IFS=' ' read -r n s _; do printf 'pwstatus %s %s\\n' "$n" "$s"; done
   if [ -d "$dir" ] && [ ! -L "$dir" ]; then
     for r in "$dir"/*.json; do
+      case "\${r##*/}" in *[!A-Za-z0-9_.-]*) continue ;; esac
       [ -f "$r" ] && [ ! -L "$r" ] || continue
       printf 'record %s ' "\${r##*/}"; head -c 65536 "$r" | base64 | tr -d '\\n'; echo
     done
   fi
   ;;
 shadow)
-  h=$(getent shadow "$1" | cut -d: -f2) || exit 3
-  s=$(passwd -S "$1" | cut -d' ' -f2) || exit 3
-  printf 'hash=%s\\nstatus=%s\\n' "$h" "$s"
+  e=$(getent shadow "$1") || exit 3
+  s=$(passwd -S "$1") || exit 3
+  printf 'hash=%s\\nstatus=%s\\n' "$(printf '%s' "$e" | cut -d: -f2)" "$(printf '%s' "$s" | cut -d' ' -f2)"
   ;;
 create) useradd -m -s /bin/bash "$1" ;;
 delete)
@@ -112,7 +114,8 @@ export function parseInventory(stdout: string): Inventory {
         if (fields.length !== 7) break
         const uid = /^\d{1,10}$/.test(fields[2]) ? Number(fields[2]) : Number.NaN
         if (!Number.isSafeInteger(uid)) break
-        inventory.accounts.set(fields[0], {home: fields[5], name: fields[0], shell: fields[6], uid})
+        // Home and shell are shown in `occ user list`: no escape sequence reaches the terminal.
+        inventory.accounts.set(fields[0], {home: cleanLine(fields[5], 256), name: fields[0], shell: cleanLine(fields[6], 256), uid})
         break
       }
 
@@ -156,7 +159,7 @@ function decodeRecord(file: string, encoded: string): string | UserRecord {
 /** `shadow NAME`: the hash (shadow field 2) and passwd -S's status. */
 export function parseShadow(stdout: string): {hash: string; status: string} | undefined {
   const hash = /^hash=(.*)$/m.exec(stdout)?.[1]
-  const status = /^status=(\S*)$/m.exec(stdout)?.[1]
+  const status = /^status=(L|P|NP)$/m.exec(stdout)?.[1]
   if (hash === undefined || status === undefined || !isSafeHash(hash)) return undefined
   return {hash, status}
 }

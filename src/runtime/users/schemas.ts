@@ -1,5 +1,7 @@
 import * as z from 'zod'
 
+import {statusViewSchema} from '../status-schema.js'
+
 /** The --json results of `occ user *` and `occ reset iotp` (generated into schemas/). */
 const users = z.array(z.string()).describe('every managed login user after the command (what config.users mirrors)')
 
@@ -29,13 +31,7 @@ export const userPasswdResultSchema = z.object({
 export const userEnabledResultSchema = z.object({username: z.string(), enabled: z.boolean(), users})
 
 export const resetIotpResultSchema = z.object({
-  iotp: z.object({
-    state: z.enum(['active', 'user_exists', 'completed', 'not_initialized', 'invalid_state', 'error', 'unavailable']),
-    label: z.string(),
-    createdAt: z.string().nullable(),
-    value: z.string().nullable().describe('the new initial one-time password'),
-    detail: z.string().nullable(),
-  }),
+  iotp: statusViewSchema.shape.iotp.describe('the new initial one-time password, in the shape occ status --json has (value always set, masked false)'),
 })
 
 export type UserAddResult = z.infer<typeof userAddResultSchema>

@@ -85,8 +85,16 @@ export class UserStore {
     }
 
     await this.run('create', name)
-    await this.setPassword(name, password)
-    await this.persist(name)
+    try {
+      await this.setPassword(name, password)
+      await this.persist(name)
+    } catch (error) {
+      // No half-made user: an account without its password or record would end the IOTP and be
+      // migrated into a record at the next start. Best effort; the first error is the one reported.
+      await this.run('delete', name, {allowFailure: true}).catch(() => {})
+      throw error
+    }
+
     return {username: name, users: await this.changed()}
   }
 
@@ -97,7 +105,8 @@ export class UserStore {
       throw new OccError('USER_PROTECTED', `Cannot remove '${name}' - this is a protected system user required for the container to function.`)
     }
 
-    this.assertManageable(inventory, name)
+    // A record whose account is gone (e.g. one that could not be restored) can still be dropped.
+    if (!(inventory.records.has(name) && !inventory.accounts.has(name))) this.assertManageable(inventory, name)
     const managed = managedNames(inventory).filter((user) => inventory.accounts.has(user))
     if (!options.force && managed.length <= 1 && managed.includes(name)) {
       throw new OccError('LAST_USER', 'Cannot remove last user. Add another user first or use --force.', {

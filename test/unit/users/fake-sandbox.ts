@@ -42,6 +42,7 @@ export class FakeSandbox implements Runtime {
   builtinList = ['opencoder']
   running = true
   failCreate = new Set<string>()
+  failChpasswd = false
   bootstrapOutput = ''
 
   constructor(kind: RuntimeKind = 'host') {
@@ -87,6 +88,7 @@ export class FakeSandbox implements Runtime {
   }
 
   private chpasswd(input: string, encrypted: boolean): ExecResult {
+    if (this.failChpasswd) return {exitCode: 1, stderr: 'chpasswd: (line 1, user x) password not changed', stdout: ''}
     for (const line of input.split('\n').filter(Boolean)) {
       const colon = line.indexOf(':')
       const name = line.slice(0, colon)

@@ -4,10 +4,11 @@ import fc from 'fast-check'
 
 import {OccError} from '../../../src/errors.js'
 import {parseSandboxFacts, sandboxFactsArgv} from '../../../src/runtime/status.js'
-import {iotpInfo, iotpResetHints, isLocalhostBind, parseBootstrapAnswer} from '../../../src/runtime/users/iotp.js'
+import {statusViewSchema} from '../../../src/runtime/status-schema.js'
+import {exposedBind, iotpInfo, iotpResetHints, isLocalhostBind, parseBootstrapAnswer} from '../../../src/runtime/users/iotp.js'
 import {assertUsername, usernameProblem} from '../../../src/runtime/users/names.js'
 import {generatePassword, passwordLength, readPasswordLine} from '../../../src/runtime/users/password.js'
-import {parseInventory, renderRecord} from '../../../src/runtime/users/sandbox-script.js'
+import {parseInventory, parseShadow, renderRecord} from '../../../src/runtime/users/sandbox-script.js'
 import {UserStore} from '../../../src/runtime/users/store.js'
 import {FakeSandbox, fakeHash} from './fake-sandbox.js'
 
@@ -140,6 +141,22 @@ describe('user flow (UserStore over a fake Runtime)', () => {
     assert.deepEqual(synced.at(-1), [])
   })
 
+  it('remove drops a record whose account is gone (what a failed restore tells the user to run)', async () => {
+    sandbox.records.set('ghost.json', renderRecord({locked: false, password_hash: '', username: 'ghost'}))
+    assert.deepEqual(await store.remove('ghost', {force: false}), {username: 'ghost', users: []})
+    assert.equal(sandbox.records.has('ghost.json'), false)
+    await rejects(store.remove('ghost', {force: true}), 'USER_MISSING')
+  })
+
+  it('add leaves no half-made account when the password or the record cannot be written', async () => {
+    sandbox.failChpasswd = true
+    await rejects(store.add('alice', 'alice-password-1'), 'USER_COMMAND_FAILED', /Setting the password failed/)
+    assert.equal(sandbox.accounts.has('alice'), false, 'the account made before the failure is gone again')
+    assert.equal(sandbox.records.has('alice.json'), false)
+    sandbox.failChpasswd = false
+    assert.deepEqual(await store.add('alice', 'alice-password-1'), {username: 'alice', users: ['alice']})
+  })
+
   it('preflight: a stopped container, and the container runtime without root', async () => {
     sandbox.running = false
     await rejects(store.preflight(), 'CONTAINER_NOT_RUNNING')
@@ -255,6 +272,15 @@ describe('inventory parsing (untrusted sandbox output)', () => {
   })
 })
 
+describe('inventory parsing (untrusted sandbox output)', () => {
+  it('home and shell reach `occ user list` without escape sequences; passwd -S status only L, P or NP', () => {
+    const inventory = parseInventory('passwd evil:x:1050:1050::/home/ev\u001B[31mRED:/bin/ba\u001B]0;pwned\u0007sh\n')
+    assert.deepEqual(inventory.accounts.get('evil'), {home: '/home/evRED', name: 'evil', shell: '/bin/bash', uid: 1050})
+    assert.deepEqual(parseShadow('hash=$y$j9T$abc\nstatus=P\n'), {hash: '$y$j9T$abc', status: 'P'})
+    for (const text of ['hash=\nstatus=\n', 'hash=$y$x\nstatus=\u001B[2J\n', 'hash=a:b\nstatus=P\n']) assert.equal(parseShadow(text), undefined, text)
+  })
+})
+
 describe('IOTP: the bootstrap helper, parsed strictly', () => {
   const OTP = 'ab'.repeat(48)
 
@@ -287,6 +313,8 @@ describe('IOTP: the bootstrap helper, parsed strictly', () => {
       '{"ok":true,"active":true,"created_at":"t","otp":"../../etc"}',
       '{"ok":true,"active":false,"reason":"because"}',
       `{"ok":true,"active":false,"reason":"completed","completed_at":"${'x'.repeat(5000)}"}`,
+      '{"ok":true,"active":true,"created_at":"\\u001b]0;pwned\\u0007"}',
+      '{"ok":true,"active":false,"reason":"completed","completed_at":"2026\\u001b[2J"}',
     ]) {
       const info = iotpInfo(parseBootstrapAnswer(text))
       assert.equal(info.state, 'error', text)
@@ -294,6 +322,8 @@ describe('IOTP: the bootstrap helper, parsed strictly', () => {
     }
 
     assert.match(iotpInfo(parseBootstrapAnswer('{')).detail ?? '', /failed to parse/)
+    const error = iotpInfo(parseBootstrapAnswer('{"ok":false,"code":"inactive","message":"no\\u001b[31m more\\u009b2J","status":403}'))
+    assert.equal(error.detail, 'inactive: no more', 'a helper message reaches the terminal without escape sequences')
   })
 
   it('status reads it through the one facts exec: the secret is asked for only with --show-secrets', () => {
@@ -311,6 +341,11 @@ describe('IOTP: the bootstrap helper, parsed strictly', () => {
     assert.deepEqual(iotpResetHints('127.0.0.1'), ['Reset IOTP: occ reset iotp'])
     assert.equal(iotpResetHints('0.0.0.0').length, 2)
     assert.match(iotpResetHints('0.0.0.0')[1], /--force/)
+    // reset iotp: exposed when the config or the container's real binding is not loopback.
+    assert.equal(exposedBind('127.0.0.1', '127.0.0.1'), undefined)
+    assert.equal(exposedBind('127.0.0.1'), undefined)
+    assert.equal(exposedBind('127.0.0.1', '0.0.0.0'), '0.0.0.0', 'a container still published on the network')
+    assert.equal(exposedBind('0.0.0.0', '127.0.0.1'), '0.0.0.0')
   })
 })
 
@@ -344,7 +379,9 @@ describe('first login at the end of occ start', () => {
     const sandbox = new FakeSandbox('host')
     sandbox.bootstrapOutput = JSON.stringify({active: true, created_at: 't', ok: true, otp: OTP})
     const first = await firstLogin(sandbox, config([]))
-    assert.equal(first?.iotp.otp, OTP)
+    assert.equal(first?.iotp.value, OTP)
+    assert.equal(first?.iotp.masked, false)
+    assert.ok(statusViewSchema.shape.iotp.safeParse(first?.iotp).success, 'start --json has the IOTP in the shape status --json has')
     assert.deepEqual(sandbox.calls.map((call) => [call.argv, call.user]), [[['/usr/local/bin/opencode-cloud-bootstrap', 'status', '--include-secret'], 'root']])
     assert.equal(await firstLogin(sandbox, config(['alice'])), null)
     assert.equal(await firstLogin(sandbox, config([], true)), null)
@@ -357,7 +394,7 @@ describe('first login at the end of occ start', () => {
     sandbox.bootstrapOutput = '{"ok":true,"active":false,"reason":"completed"}'
     const first = await firstLogin(sandbox, config([], false, '0.0.0.0'))
     assert.equal(first?.iotp.state, 'completed')
-    assert.equal(first?.iotp.otp, null)
+    assert.equal(first?.iotp.value, null)
     assert.equal(first?.hints.length, 2)
     assert.match(first?.fromLogs ?? '', /INITIAL ONE-TIME PASSWORD \(IOTP\): /)
   })
