@@ -308,4 +308,17 @@ describe('integration: login users and the first-login password (occ user *, occ
     assert.deepEqual(await configUsers(), ['gina'])
     expectExit(await sandbox.occ(['user', 'remove', 'gina', '--force']), 0)
   })
+
+  it('restart restores and syncs: a user added inside the sandbox (config.users out of reach there) reaches config.users at occ restart', async () => {
+    const added = await inside([`${NODE_DIR}/node`, `${OCC_DIR}/bin/run.js`, 'user', 'add', 'hank', '--password-stdin', '--runtime', 'container'], 'Hank-pass-1\n')
+    expectExit(added, 0)
+    assert.match(String(added.stderr), /config\.users follows at the next occ start, occ restart or occ user command/, describeRun(added))
+    assert.deepEqual(await configUsers(), [], 'not written from inside the sandbox')
+    const restarted = await sandbox.occ(['restart', '--json'])
+    expectExit(restarted, 0)
+    assert.deepEqual(json<{users: {users: string[]}}>(restarted).users.users, ['hank'])
+    assert.deepEqual(await configUsers(), ['hank'])
+    assert.equal(await verifies('hank', 'Hank-pass-1'), 'ok')
+    expectExit(await sandbox.occ(['user', 'remove', 'hank', '--force']), 0)
+  })
 })
