@@ -92,6 +92,8 @@ export const ERROR_CODES = {
   UNHEALTHY: updateFailed(),
   ROLLBACK_FAILED: updateFailed(['Look at the sandbox: occ logs; recreate it if needed: occ start']),
   ROLLBACK_UNHEALTHY: updateFailed(['Look at the logs: occ logs', 'Restart the sandbox: occ restart']),
+  REPAIR_FAILED: updateFailed(['Restart the sandbox (it repairs on start): occ restart']),
+  INSTALL_BROKEN: {actions: ['Reinstall occ.'], exit: ExitCode.failure},
   // The host listener's answer (its error_code) to an update handed over from inside the sandbox,
   // when the result carries no occ code of its own.
   HOST_INVALID_JSON: hostResult,

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {PassThrough} from 'node:stream'
 import {StringDecoder} from 'node:string_decoder'
@@ -11,6 +12,23 @@ import type {ExecOptions, ExecResult} from '../runtime/runtime.js'
 /** Output beyond this is cut (with a marker): a sandbox process must not exhaust occ's memory. */
 const MAX_CAPTURE = 8 * 1024 * 1024
 
+/**
+ * Every exec carries OCC_EXEC_ID=<random> in its environment (children inherit it), so an exec
+ * that times out or is cancelled can be ended whole from the container side: the Engine API
+ * has no kill for an exec, and ExecInspect's Pid is the host's pid, meaningless inside.
+ * KILL_EXEC_SCRIPT finds every process whose environment has that id (data as $1, never
+ * spliced), sends TERM, and KILL to whatever is left a second later.
+ */
+export const EXEC_ID_VARIABLE = 'OCC_EXEC_ID'
+export const KILL_EXEC_SCRIPT = [
+  'mark="OCC_EXEC_ID=$1"; self=$$',
+  'pids() { for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$self" ] && continue; tr "\\0" "\\n" < "$d/environ" 2>/dev/null | grep -qxF "$mark" && echo "$p"; done; }',
+  'for p in $(pids); do kill -TERM "$p" 2>/dev/null; done',
+  'for _ in 1 2 3 4 5 6 7 8 9 10; do [ -z "$(pids)" ] && exit 0; sleep 0.1; done',
+  'for p in $(pids); do kill -KILL "$p" 2>/dev/null; done',
+  'exit 0',
+].join('\n')
+
 /** Runs argv in a container (no shell), capturing stdout and stderr apart, with the exit code. */
 export async function execInContainer(
   docker: Docker,
@@ -19,12 +37,14 @@ export async function execInContainer(
   options: ExecOptions = {},
 ): Promise<ExecResult> {
   const container = docker.getContainer(containerId)
+  const execId = randomBytes(8).toString('hex')
+  const env = {...options.env, [EXEC_ID_VARIABLE]: execId}
   const exec = await container.exec({
     AttachStderr: true,
     AttachStdin: options.stdin !== undefined,
     AttachStdout: true,
     Cmd: argv,
-    Env: options.env ? Object.entries(options.env).map(([key, value]) => `${key}=${value}`) : undefined,
+    Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
     Tty: false,
     User: options.user,
     WorkingDir: options.workdir,
@@ -43,15 +63,7 @@ export async function execInContainer(
     await Promise.race([finished, abort.promise])
   } catch (error) {
     stream.destroy()
-    // There is no API to kill an exec: kill its process from a second exec.
-    const info = await exec.inspect().catch(() => undefined)
-    if (info?.Running && info.Pid) {
-      await container
-        .exec({Cmd: ['kill', '-TERM', String(info.Pid)], User: 'root'})
-        .then((killer) => killer.start({}))
-        .catch(() => undefined)
-    }
-
+    await killExec(container, execId)
     throw error
   } finally {
     abort.dispose()
@@ -64,6 +76,18 @@ export async function execInContainer(
   }
 
   return {exitCode: info.ExitCode ?? -1, stderr: stderr.text(), stdout: stdout.text()}
+}
+
+/** Ends every process an exec started, found from the container side by its OCC_EXEC_ID. */
+export async function killExec(container: Docker.Container, execId: string): Promise<void> {
+  try {
+    const killer = await container.exec({AttachStderr: true, AttachStdout: true, Cmd: ['sh', '-c', KILL_EXEC_SCRIPT, 'occ-kill', execId], User: 'root'})
+    const stream = await killer.start({hijack: true, stdin: false})
+    stream.resume()
+    await Promise.race([once(stream, 'end'), once(stream, 'close'), delay(5000)]).catch(() => undefined)
+  } catch {
+    // The container may be gone already: nothing left to kill.
+  }
 }
 
 class Capture {

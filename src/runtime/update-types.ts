@@ -4,7 +4,7 @@ export interface UpdateRequest {
   commit?: string
 }
 
-export const UPDATE_STEPS = ['preflight', 'resolve', 'compare', 'fetch', 'build', 'activate', 'restart', 'rollback', 'prune'] as const
+export const UPDATE_STEPS = ['preflight', 'repair', 'resolve', 'compare', 'fetch', 'build', 'activate', 'restart', 'rollback', 'prune'] as const
 export type UpdateStep = (typeof UPDATE_STEPS)[number]
 
 export interface StepTiming {

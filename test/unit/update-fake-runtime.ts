@@ -1,22 +1,12 @@
 /**
  * A fake sandbox for unit tests of the update plan: it models /opt/opencode (COMMIT, current,
- * releases), the remote repository, the build and the running opencode, and answers the plan's
- * execs (the constant scripts are recognised by identity, git and the build by argv).
+ * releases, the journal, the lock), the remote repository, the build and the running opencode.
+ * The release store is faked at its typed interface (ReleaseStore), never by its script text;
+ * git runs through exec, recognised by argv.
  */
 import {resourceNames} from '../../src/config/instance.js'
 import type {ExecOptions, ExecResult, HealthProbe, RestartMethod, Runtime} from '../../src/runtime/runtime.js'
-import {
-  ACTIVATE_SCRIPT,
-  ADOPT_BUILD_SCRIPT,
-  INSPECT_SCRIPT,
-  KILL_GROUP_SCRIPT,
-  LOCK_SCRIPT,
-  PRUNE_SCRIPT,
-  RELEASE_VERSION_SCRIPT,
-  ROLLBACK_SCRIPT,
-  STAGE_SCRIPT,
-  UNLOCK_SCRIPT,
-} from '../../src/runtime/update/scripts.js'
+import type {BuildOptions, Journal, LockAttempt, LockOwner, LockRecord, ReleaseStore, StoreState} from '../../src/runtime/update/release-store.js'
 
 export interface FakeBuild {
   version: string
@@ -81,14 +71,16 @@ export class FakeSandbox implements Runtime {
   plain: FakeBuild | undefined = {version: '1.0.0'}
   running: FakeBuild | undefined = {version: '1.0.0'}
 
-  lock: {token: string; owner: string} | undefined
+  lock: (LockRecord & {token: string}) | undefined
+  journal: Journal | undefined
   events: string[] = []
   execs: string[][] = []
   restarts = 0
 
   private checkedOut?: string
-  private candidate?: FakeBuild
+  candidate?: FakeBuild
   private killBuild?: () => void
+  readonly store: ReleaseStore = new FakeStore(this)
 
   async containerState() {
     return {
@@ -136,103 +128,37 @@ export class FakeSandbox implements Runtime {
   async exec(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.execs.push(argv)
     if (!this.container.running) throw new Error('container not running')
-    if (argv[0] === 'sh' && argv[1] === '-c') return this.script(argv[2], argv.slice(4))
     if (argv[0] === 'git') return this.git(argv.slice(1), options)
-    if (argv[0] === 'setsid') return this.build(options)
-    if (argv[0] === 'chown' || argv[0] === 'touch') return ok()
+    if (argv[0] === 'chown') return ok()
     return fail(127, `fake: unknown command ${argv[0]}`)
   }
 
-  private script(script: string, args: string[]): ExecResult {
-    switch (script) {
-      case INSPECT_SCRIPT: {
-        const lines = [`uid=${this.root ? 0 : 1000}`, 'present=1']
-        if (this.commitFile !== undefined) lines.push(`commit=${this.commitFile}`)
-        if (this.current) lines.push(`current=releases/${this.current}`)
-        for (const name of this.releases.keys()) lines.push(`release=${name}`)
-        lines.push(`recipe=${this.recipe}`)
-        const version = this.activeVersion()
-        if (version) lines.push(`version=${version}`)
-        return ok(lines.join('\n') + '\n')
-      }
-
-      case LOCK_SCRIPT: {
-        if (this.lock) return fail(75, '', `owner=${this.lock.owner}\nage=3\n`)
-        this.lock = {owner: args[1], token: args[0]}
-        this.events.push('lock')
-        return ok()
-      }
-
-      case UNLOCK_SCRIPT: {
-        if (this.lock?.token === args[0]) {
-          this.lock = undefined
-          this.events.push('unlock')
-        }
-
-        return ok()
-      }
-
-      case STAGE_SCRIPT:
-      case ADOPT_BUILD_SCRIPT: {
-        return ok()
-      }
-
-      case RELEASE_VERSION_SCRIPT: {
-        return ok(`${this.candidate?.version ?? ''}\n`)
-      }
-
-      case ACTIVATE_SCRIPT: {
-        const [sha, , imageName] = args
-        if (!this.candidate) return fail(1, 'no build')
-        if (!this.current) {
-          if (!this.releases.has(imageName)) this.releases.set(imageName, this.plain!)
-          this.current = imageName
-          this.plain = undefined
-          this.events.push(`migrate:${imageName}`)
-        }
-
-        const previous = this.current
-        this.releases.set(sha, this.candidate)
-        this.current = sha
-        this.events.push(`switch:${sha}`)
-        this.commitFile = sha
-        this.events.push(`commit:${sha}`)
-        return ok(`previous=${previous}\nswitched=1\n`)
-      }
-
-      case ROLLBACK_SCRIPT: {
-        const [previous, commit, failed] = args
-        if (!this.releases.has(previous)) return fail(1, `the previous release releases/${previous} is missing`)
-        this.current = previous
-        this.commitFile = commit || undefined
-        if (failed && failed !== previous) this.releases.delete(failed)
-        this.events.push(`rollback:${previous}`)
-        return ok()
-      }
-
-      case PRUNE_SCRIPT: {
-        const pruned: string[] = []
-        for (const name of [...this.releases.keys()]) {
-          if (!args.includes(name)) {
-            this.releases.delete(name)
-            pruned.push(`pruned=${name}`)
-          }
-        }
-
-        this.events.push(`prune:${pruned.length}`)
-        return ok(pruned.join('\n'))
-      }
-
-      case KILL_GROUP_SCRIPT: {
-        this.events.push('kill-build')
-        if (!this.buildIgnoresKill) this.killBuild?.()
-        return ok()
-      }
-
-      default: {
-        return fail(2, 'fake: unknown script')
-      }
+  inspectState(): StoreState {
+    const state: StoreState = {
+      activeCommit: this.current && /^[0-9a-f]{40}$/.test(this.current) ? this.current : this.commitFile,
+      present: true,
+      recipe: this.recipe,
+      releases: [...this.releases.keys()],
+      root: this.root,
     }
+    if (this.commitFile !== undefined) state.recordedCommit = this.commitFile
+    if (this.current) state.currentRelease = this.current
+    const version = this.activeVersion()
+    if (version) state.version = version
+    if (this.journal) state.journal = {...this.journal}
+    if (this.lock) state.lock = {...this.lock}
+    return state
+  }
+
+  /** The build, as the store runs it. */
+  async runBuild(options: BuildOptions): Promise<ExecResult> {
+    this.execs.push(['build', options.recipe])
+    return this.build(options)
+  }
+
+  killRunningBuild(): void {
+    this.events.push('kill-build')
+    if (!this.buildIgnoresKill) this.killBuild?.()
   }
 
   private fetchedAll = false
@@ -296,7 +222,7 @@ export class FakeSandbox implements Runtime {
     }
   }
 
-  private async build(options: ExecOptions): Promise<ExecResult> {
+  private async build(options: BuildOptions): Promise<ExecResult> {
     const build = this.builds[this.checkedOut!]
     this.events.push(`build:${this.checkedOut}`)
     options.onOutput?.(`building ${build.version}\n`, 'stdout')
@@ -320,5 +246,111 @@ export class FakeSandbox implements Runtime {
     if (build.buildFail) return fail(1, 'opencode-build: error: build failed: BUILD_FAIL is present in the source tree')
     this.candidate = {...build}
     return ok(`built ${build.version}\n`)
+  }
+}
+
+/** The release store at its interface, over the FakeSandbox's model. */
+class FakeStore implements ReleaseStore {
+  private readonly sandbox: FakeSandbox
+
+  constructor(sandbox: FakeSandbox) {
+    this.sandbox = sandbox
+  }
+
+  async inspect(): Promise<StoreState> {
+    return this.sandbox.inspectState()
+  }
+
+  async lock(owner: LockOwner, _staleSeconds: number, takeoverToken?: string): Promise<LockAttempt> {
+    const held = this.sandbox.lock
+    if (held && !(takeoverToken && held.token === takeoverToken)) return {kind: 'busy', owner: {...held}}
+    this.sandbox.lock = {ageSeconds: 0, bootId: owner.bootId, description: owner.description, pid: owner.pid, pidStart: owner.pidStart, token: owner.token}
+    this.sandbox.events.push(held ? 'lock-takeover' : 'lock')
+    return {endedBuilds: [], kind: 'taken', ...(held ? {tookOver: 'owner-gone' as const} : {})}
+  }
+
+  async heartbeat(token: string): Promise<boolean> {
+    return this.sandbox.lock?.token === token
+  }
+
+  async unlock(token: string): Promise<void> {
+    if (this.sandbox.lock?.token === token) {
+      this.sandbox.lock = undefined
+      this.sandbox.events.push('unlock')
+    }
+  }
+
+  async stage(token: string): Promise<string> {
+    return `/opt/opencode/.staging/${token}`
+  }
+
+  build(_token: string, options: BuildOptions): Promise<ExecResult> {
+    return this.sandbox.runBuild(options)
+  }
+
+  async killBuild(): Promise<number[]> {
+    this.sandbox.killRunningBuild()
+    return []
+  }
+
+  async built(): Promise<{version?: string}> {
+    if (!this.sandbox.candidate) throw new Error('no build')
+    return {version: this.sandbox.candidate.version}
+  }
+
+  async activate(_token: string, commit: string, imageName: string, version: string | undefined): Promise<{previous: string; previousCommit?: string}> {
+    const sandbox = this.sandbox
+    if (!sandbox.candidate) throw new Error('no build')
+    if (sandbox.journal) throw new Error('an unverified release is pending')
+    if (!sandbox.current) {
+      if (!sandbox.releases.has(imageName)) sandbox.releases.set(imageName, sandbox.plain!)
+      sandbox.current = imageName
+      sandbox.plain = undefined
+      sandbox.events.push(`migrate:${imageName}`)
+    }
+
+    const previous = sandbox.current
+    sandbox.releases.set(commit, sandbox.candidate)
+    sandbox.journal = {previous, release: commit, ...(sandbox.commitFile ? {previousCommit: sandbox.commitFile} : {}), ...(version ? {version} : {})}
+    sandbox.events.push(`journal:${commit}`)
+    sandbox.current = commit
+    sandbox.events.push(`switch:${commit}`)
+    return {previous, ...(sandbox.commitFile ? {previousCommit: sandbox.commitFile} : {})}
+  }
+
+  async verify(): Promise<{commit?: string}> {
+    const sandbox = this.sandbox
+    if (!sandbox.journal || sandbox.current !== sandbox.journal.release) throw new Error('nothing to verify')
+    sandbox.commitFile = sandbox.journal.release
+    sandbox.events.push(`commit:${sandbox.journal.release}`)
+    sandbox.journal = undefined
+    return {commit: sandbox.commitFile}
+  }
+
+  async rollback(deleteFailed: boolean): Promise<{rolledBack: boolean; release?: string; failed?: string}> {
+    const sandbox = this.sandbox
+    const journal = sandbox.journal
+    if (!journal) return {rolledBack: false}
+    if (!sandbox.releases.has(journal.previous)) throw new Error(`the previous release releases/${journal.previous} is missing`)
+    sandbox.current = journal.previous
+    sandbox.commitFile = journal.previousCommit ?? (/^[0-9a-f]{40}$/.test(journal.previous) ? journal.previous : undefined)
+    if (deleteFailed && journal.release !== journal.previous) sandbox.releases.delete(journal.release)
+    sandbox.journal = undefined
+    sandbox.events.push(`rollback:${journal.previous}`)
+    return {failed: journal.release, release: journal.previous, rolledBack: true}
+  }
+
+  async prune(keep: string[]): Promise<string[]> {
+    const sandbox = this.sandbox
+    const pruned: string[] = []
+    for (const name of [...sandbox.releases.keys()]) {
+      if (!keep.includes(name) && name !== sandbox.current && name !== sandbox.journal?.release) {
+        sandbox.releases.delete(name)
+        pruned.push(name)
+      }
+    }
+
+    sandbox.events.push(`prune:${pruned.length}`)
+    return pruned
   }
 }

@@ -6,13 +6,12 @@ import {
   checkRepo,
   judgeHealth,
   localRepoPath,
-  parseInstalledState,
   parseLsRemote,
   shortSha,
 } from '../../src/runtime/update/layout.js'
 import {parseUpdateTarget} from '../../src/runtime/update/target.js'
 import {formatSeconds} from '../../src/runtime/update/plan.js'
-import * as scripts from '../../src/runtime/update/scripts.js'
+import {parseInspect, releaseStoreScript} from '../../src/runtime/update/release-store.js'
 import {UsageError} from '../../src/errors.js'
 
 const A = 'a'.repeat(40)
@@ -82,9 +81,11 @@ describe('update: ls-remote', () => {
   })
 })
 
-describe('update: installed state', () => {
+describe('update: installed state (release-store.sh inspect, parsed)', () => {
+  const base = {commit: null, current: null, journal: null, lock: null, ok: true, present: true, recipe: 'image', releases: [], uid: 0, version: null}
+
   it('parses the plain layout the image ships', () => {
-    const state = parseInstalledState(`uid=0\npresent=1\ncommit=${A}\nrecipe=image\nversion=1.0.0\n`)
+    const state = parseInspect({...base, commit: A, version: '1.0.0'})
     assert.deepEqual(state, {
       activeCommit: A,
       currentRelease: undefined,
@@ -97,25 +98,38 @@ describe('update: installed state', () => {
     })
   })
 
-  it('takes the active commit from the current link, not from COMMIT', () => {
-    const state = parseInstalledState(`uid=0\npresent=1\ncommit=${A}\ncurrent=releases/${B}\nrelease=${A}\nrelease=${B}\nrecipe=builtin\n`)
+  it('takes the active commit from the current link, not from COMMIT; reports the journal and the lock', () => {
+    const state = parseInspect({
+      ...base,
+      commit: A,
+      current: B,
+      journal: {previous: A, previous_commit: A, release: B, since: '1700000000', version: '1.1.0'},
+      lock: {age_seconds: 4, boot_id: 'b00t', description: 'occ pid 7', pid: '7', pid_start: '123', token: 'ab12'},
+      recipe: 'builtin',
+      releases: [A, B],
+    })
     assert.equal(state.activeCommit, B)
     assert.equal(state.recordedCommit, A)
     assert.deepEqual(state.releases, [A, B])
     assert.equal(state.recipe, 'builtin')
+    assert.deepEqual(state.journal, {previous: A, previousCommit: A, release: B, since: 1_700_000_000, version: '1.1.0'})
+    assert.deepEqual(state.lock, {ageSeconds: 4, bootId: 'b00t', description: 'occ pid 7', pid: 7, pidStart: '123', token: 'ab12'})
   })
 
-  it('does not trust a COMMIT that is not a SHA, or a release that is not named by one', () => {
-    const state = parseInstalledState(`uid=1000\npresent=1\ncommit=cat: /opt/opencode/COMMIT: No such file\ncurrent=releases/image\nrecipe=weird\n`)
+  it('does not trust a COMMIT that is not a SHA, a release name with a slash, or escapes in a version', () => {
+    const state = parseInspect({...base, commit: 'cat: /opt/opencode/COMMIT: No such file', current: 'image', releases: ['../x', 'ok'], uid: 1000, version: '1.0\u001B]0;t\u0007'})
     assert.equal(state.recordedCommit, undefined)
     assert.equal(state.activeCommit, undefined)
     assert.equal(state.currentRelease, 'image')
-    assert.equal(state.recipe, 'none')
+    assert.deepEqual(state.releases, ['ok'])
+    assert.equal(state.version, '1.0')
     assert.equal(state.root, false)
   })
 
-  it('reports a sandbox without /opt/opencode', () => {
-    assert.equal(parseInstalledState('uid=0\n').present, false)
+  it('never calls a half-written journal verified, and refuses an answer of the wrong shape', () => {
+    assert.ok(parseInspect({...base, journal: {previous: null, previous_commit: null, release: B, since: null, version: null}}).journal)
+    assert.throws(() => parseInspect({...base, recipe: 'weird'}))
+    assert.throws(() => parseInspect({ok: false}))
   })
 })
 
@@ -164,12 +178,9 @@ describe('update: repository and formatting', () => {
   })
 })
 
-describe('update: sandbox scripts', () => {
-  it('are plain ASCII without NUL bytes (Docker refuses an exec argument holding NUL)', () => {
-    for (const [name, script] of Object.entries(scripts)) {
-      assert.equal(typeof script, 'string', name)
-      // eslint-disable-next-line no-control-regex
-      assert.doesNotMatch(script, /[\u0000\u0080-\uFFFF]/, name)
-    }
+describe('update: the release store script', () => {
+  it('is plain ASCII without NUL bytes (it travels on an exec stdin, and shows in logs)', () => {
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(releaseStoreScript(), /[\u0000\u0080-\uFFFF]/)
   })
 })

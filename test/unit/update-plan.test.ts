@@ -3,11 +3,17 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 
 import {UPDATE_STEPS, type StepTiming, type UpdateStep} from '../../src/runtime/update-types.js'
-import {runUpdatePlan, type UpdatePlanOptions} from '../../src/runtime/update/plan.js'
+import {runUpdatePlan, type UpdatePlanOptions, type UpdateProgressWithSignal} from '../../src/runtime/update/plan.js'
+import type {UpdateRequest} from '../../src/runtime/update-types.js'
 import {FakeSandbox, SHA} from './update-fake-runtime.js'
 
-const FAST: UpdatePlanOptions = {healthIntervalMs: 1, healthTimeoutMs: 200, healthyAnswers: 2}
+const FAST: UpdatePlanOptions = {healthIntervalMs: 1, healthTimeoutMs: 200, healthyAnswers: 2, repairVerifyTimeoutMs: 100}
 const config = {opencode_repo: 'https://example.invalid/opencode.git'}
+
+/** The plan against the fake, with its release store faked at the ReleaseStore interface. */
+function plan(sandbox: FakeSandbox, request: UpdateRequest, progress: UpdateProgressWithSignal = {}, options: UpdatePlanOptions = {}) {
+  return runUpdatePlan(sandbox, config, request, progress, {...FAST, store: sandbox.store, ...options})
+}
 
 function statuses(steps: StepTiming[]): Record<string, string> {
   return Object.fromEntries(steps.map((step) => [step.step, step.status]))
@@ -16,7 +22,7 @@ function statuses(steps: StepTiming[]): Record<string, string> {
 describe('update plan (fake runtime)', () => {
   it('defaults to dev, builds, switches, writes COMMIT after the switch, restarts and prunes', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
 
     assert.equal(outcome.status, 'success', outcome.message)
     assert.equal(outcome.changed, true)
@@ -36,8 +42,10 @@ describe('update plan (fake runtime)', () => {
     assert.deepEqual([...sandbox.releases.keys()].sort(), [SHA.old, SHA.dev].sort())
     const order = sandbox.events
     assert.ok(order.indexOf(`build:${SHA.dev}`) < order.indexOf(`migrate:${SHA.old}`), 'migration only after a good build')
-    assert.ok(order.indexOf(`switch:${SHA.dev}`) < order.indexOf(`commit:${SHA.dev}`), 'COMMIT after the switch')
-    assert.ok(order.indexOf(`commit:${SHA.dev}`) < order.indexOf('restart:1.1.0'), 'restart after the switch')
+    assert.ok(order.indexOf(`journal:${SHA.dev}`) < order.indexOf(`switch:${SHA.dev}`), 'journalled before the switch')
+    assert.ok(order.indexOf(`switch:${SHA.dev}`) < order.indexOf('restart:1.1.0'), 'restart after the switch')
+    assert.ok(order.indexOf('restart:1.1.0') < order.indexOf(`commit:${SHA.dev}`), 'COMMIT only once the new version answered healthy')
+    assert.equal(sandbox.journal, undefined)
     assert.equal(order.at(-1), 'unlock')
     assert.equal(sandbox.lock, undefined)
 
@@ -52,6 +60,7 @@ describe('update plan (fake runtime)', () => {
       fetch: 'done',
       preflight: 'done',
       prune: 'done',
+      repair: 'skipped',
       resolve: 'done',
       restart: 'done',
       rollback: 'skipped',
@@ -63,7 +72,7 @@ describe('update plan (fake runtime)', () => {
   it('says "already at" and stops or restarts nothing when the target is installed', async () => {
     const sandbox = new FakeSandbox()
     sandbox.branches.dev = SHA.old
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'dev'}, {}, FAST)
 
     assert.equal(outcome.status, 'success')
     assert.equal(outcome.changed, false)
@@ -77,6 +86,7 @@ describe('update plan (fake runtime)', () => {
       fetch: 'skipped',
       preflight: 'done',
       prune: 'skipped',
+      repair: 'skipped',
       resolve: 'done',
       restart: 'skipped',
       rollback: 'skipped',
@@ -87,14 +97,14 @@ describe('update plan (fake runtime)', () => {
   it('takes exactly refs/heads/<branch>, not a tag or another branch ending the same way', async () => {
     const sandbox = new FakeSandbox()
     sandbox.extraRefs = [`${SHA.bad}\trefs/tags/dev`, `${SHA.fail}\trefs/heads/feature/dev`]
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'dev'}, {}, FAST)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.equal(outcome.toCommit, SHA.dev)
   })
 
   it('fails on an unknown branch without touching anything', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'no-such-branch'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'no-such-branch'}, {}, FAST)
     assert.equal(outcome.status, 'error')
     assert.equal(outcome.error?.code, 'UNKNOWN_BRANCH')
     assert.match(outcome.message, /Branch 'no-such-branch' does not exist/)
@@ -106,7 +116,7 @@ describe('update plan (fake runtime)', () => {
 
   it('resolves a short commit to its full SHA', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {commit: '3333333'}, {}, FAST)
+    const outcome = await plan(sandbox, {commit: '3333333'}, {}, FAST)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.deepEqual(outcome.ref, {commit: SHA.main})
     assert.equal(sandbox.commitFile, SHA.main)
@@ -115,7 +125,7 @@ describe('update plan (fake runtime)', () => {
 
   it('accepts upper-case hex and a full SHA without fetching history to resolve it', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {commit: SHA.main.toUpperCase()}, {}, FAST)
+    const outcome = await plan(sandbox, {commit: SHA.main.toUpperCase()}, {}, FAST)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.equal(sandbox.commitFile, SHA.main)
     assert.ok(!sandbox.events.includes('fetch-all'))
@@ -123,16 +133,16 @@ describe('update plan (fake runtime)', () => {
   })
 
   it('reports an ambiguous or unknown short commit', async () => {
-    const ambiguous = await runUpdatePlan(new FakeSandbox(), config, {commit: 'abcdef1'}, {}, FAST)
+    const ambiguous = await plan(new FakeSandbox(), {commit: 'abcdef1'}, {}, FAST)
     assert.equal(ambiguous.error?.code, 'AMBIGUOUS_COMMIT')
-    const unknown = await runUpdatePlan(new FakeSandbox(), config, {commit: 'fedcba9'}, {}, FAST)
+    const unknown = await plan(new FakeSandbox(), {commit: 'fedcba9'}, {}, FAST)
     assert.equal(unknown.error?.code, 'UNKNOWN_COMMIT')
     assert.match(unknown.message, /not on any branch or tag/)
   })
 
   it('knows a short commit of the installed version without fetching anything', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {commit: '1111111'}, {}, FAST)
+    const outcome = await plan(sandbox, {commit: '1111111'}, {}, FAST)
     assert.equal(outcome.changed, false)
     assert.match(outcome.message, /already at 1111111/)
     assert.ok(!sandbox.execs.some((argv) => argv[0] === 'git'))
@@ -141,7 +151,7 @@ describe('update plan (fake runtime)', () => {
   it('falls back to fetching the branch when the server refuses a fetch by SHA', async () => {
     const sandbox = new FakeSandbox()
     sandbox.rejectFetchBySha = true
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'main'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'main'}, {}, FAST)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.ok(sandbox.events.includes('fetch-ref:refs/heads/main'))
   })
@@ -149,7 +159,7 @@ describe('update plan (fake runtime)', () => {
   it('a failed build changes nothing: old version serving, COMMIT unchanged, no restart', async () => {
     const sandbox = new FakeSandbox()
     sandbox.branches.dev = SHA.fail
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.status, 'error')
     assert.equal(outcome.error?.code, 'BUILD_FAILED')
     assert.equal(outcome.error?.exitCode, 8)
@@ -168,7 +178,7 @@ describe('update plan (fake runtime)', () => {
   it('rolls back an unhealthy version and says so', async () => {
     const sandbox = new FakeSandbox()
     sandbox.branches.dev = SHA.bad
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.status, 'error')
     assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
     assert.equal(outcome.rolledBack, true)
@@ -194,7 +204,7 @@ describe('update plan (fake runtime)', () => {
     const sandbox = new FakeSandbox()
     sandbox.branches.dev = SHA.bad
     sandbox.healthOverride = {kind: 'refused'}
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.error?.code, 'ROLLBACK_UNHEALTHY')
     assert.match(outcome.message, /Rolled back to 1111111, but it is not healthy either/)
     assert.equal(sandbox.commitFile, SHA.old)
@@ -208,7 +218,7 @@ describe('update plan (fake runtime)', () => {
       return 'supervisor'
     }
 
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
     assert.match(outcome.message, /version 1\.0\.0 answers \(expected 1\.1\.0\)/)
   })
@@ -224,7 +234,7 @@ describe('update plan (fake runtime)', () => {
       [SHA.a, {version: '1.0.0'}],
     ])
     sandbox.running = sandbox.releases.get(SHA.a)
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'main'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'main'}, {}, FAST)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.deepEqual([...sandbox.releases.keys()].sort(), [SHA.a, SHA.main].sort())
     assert.match(outcome.steps.find((step) => step.step === 'prune')?.detail ?? '', /removed/)
@@ -239,15 +249,15 @@ describe('update plan (fake runtime)', () => {
       [SHA.old, {version: '1.0.0'}],
       [SHA.dev, {version: '1.1.0'}],
     ])
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev'}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'dev'}, {}, FAST)
     assert.equal(outcome.changed, false)
     assert.match(outcome.message, /already at 2222222/)
   })
 
   it('refuses while another update holds the lock, changing nothing', async () => {
     const sandbox = new FakeSandbox()
-    sandbox.lock = {owner: 'occ pid 42 on host', token: 'other'}
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    sandbox.lock = {ageSeconds: 3, description: 'occ pid 42 on host', token: 'other'}
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.error?.code, 'UPDATE_BUSY')
     assert.equal(outcome.error?.exitCode, 9)
     assert.match(outcome.message, /Another opencode update is running \(occ pid 42 on host\)/)
@@ -258,10 +268,10 @@ describe('update plan (fake runtime)', () => {
   it('maps a missing or stopped container to the usual errors', async () => {
     const missing = new FakeSandbox()
     missing.container = {exists: false, running: false}
-    assert.equal((await runUpdatePlan(missing, config, {}, {}, FAST)).error?.code, 'CONTAINER_MISSING')
+    assert.equal((await plan(missing, {}, {}, FAST)).error?.code, 'CONTAINER_MISSING')
     const stopped = new FakeSandbox()
     stopped.container = {exists: true, running: false}
-    const outcome = await runUpdatePlan(stopped, config, {}, {}, FAST)
+    const outcome = await plan(stopped, {}, {}, FAST)
     assert.equal(outcome.error?.code, 'CONTAINER_NOT_RUNNING')
     assert.deepEqual(outcome.error?.actions, ['Start it with: occ start'])
   })
@@ -269,7 +279,7 @@ describe('update plan (fake runtime)', () => {
   it('refuses an image without a build recipe before fetching', async () => {
     const sandbox = new FakeSandbox()
     sandbox.recipe = 'none'
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, FAST)
+    const outcome = await plan(sandbox, {}, {}, FAST)
     assert.equal(outcome.error?.code, 'UPDATE_NOT_SUPPORTED')
     assert.ok(!sandbox.execs.some((argv) => argv[0] === 'git'))
   })
@@ -288,7 +298,7 @@ describe('update plan (fake runtime)', () => {
         },
         signal: controller.signal,
       },
-      FAST,
+      {...FAST, store: sandbox.store},
     )
     assert.equal(outcome.error?.code, 'UPDATE_CANCELLED')
     assert.ok(sandbox.events.includes('kill-build'))
@@ -300,7 +310,7 @@ describe('update plan (fake runtime)', () => {
   it('gives up on a build that runs past its time limit', async () => {
     const sandbox = new FakeSandbox()
     sandbox.builds[SHA.dev].buildMs = 5000
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, {...FAST, buildTimeoutMs: 30})
+    const outcome = await plan(sandbox, {}, {}, {...FAST, buildTimeoutMs: 30})
     assert.equal(outcome.error?.code, 'BUILD_FAILED')
     assert.match(outcome.message, /did not finish within/)
     assert.equal(sandbox.commitFile, SHA.old)
@@ -310,9 +320,11 @@ describe('update plan (fake runtime)', () => {
     const sandbox = new FakeSandbox()
     sandbox.builds[SHA.dev].buildMs = 60_000
     sandbox.buildIgnoresKill = true
-    const outcome = await runUpdatePlan(sandbox, config, {}, {}, {...FAST, buildTimeoutMs: 20, killGraceMs: 20})
+    const started = performance.now()
+    const outcome = await plan(sandbox, {}, {}, {...FAST, buildTimeoutMs: 20})
     assert.equal(outcome.error?.code, 'BUILD_FAILED')
-    assert.deepEqual(sandbox.events.filter((event) => /^(kill-build|build-exec)/.test(event)), ['kill-build', 'build-exec-released'])
+    assert.deepEqual(sandbox.events.filter((event) => /^(kill-build|build-exec)/.test(event)).sort(), ['build-exec-released', 'kill-build'])
+    assert.ok(performance.now() - started < 5000)
   })
 
   it('reports each step once, in order, and streams output lines', async () => {
@@ -325,7 +337,7 @@ describe('update plan (fake runtime)', () => {
       config,
       {},
       {onOutput: (line) => lines.push(line), onStep: (step) => started.push(step), onStepDone: (timing) => done.push(timing.step)},
-      FAST,
+      {...FAST, store: sandbox.store},
     )
     assert.deepEqual(started, ['preflight', 'resolve', 'compare', 'fetch', 'build', 'activate', 'restart', 'prune'])
     assert.deepEqual([...done].sort(), [...UPDATE_STEPS].sort())
@@ -333,21 +345,26 @@ describe('update plan (fake runtime)', () => {
     assert.ok(lines.includes('git: working'))
   })
 
-  it('cuts a build that writes without newlines into 64 KiB lines instead of buffering it all', async () => {
+  it('cuts a build that writes without newlines into lines (64 KiB), each shown capped at 4 KiB, instead of buffering it all', async () => {
     const sandbox = new FakeSandbox()
     const chunk = 'x'.repeat(50_000)
     sandbox.builds[SHA.dev].output = Array.from({length: 8}, () => chunk)
     const lines: string[] = []
-    await runUpdatePlan(sandbox, config, {}, {onOutput: (line) => lines.push(line)}, FAST)
+    await plan(sandbox, {}, {onOutput: (line) => lines.push(line)}, FAST)
     const xs = lines.filter((line) => line.startsWith('x'))
     assert.ok(xs.length >= 6, `expected the 400 kB to arrive as several lines, got ${xs.length}`)
-    assert.ok(xs.every((line) => line.length <= 64 * 1024), 'a line longer than 64 KiB was passed on')
-    assert.equal(xs.join('').length, 8 * 50_000)
+    assert.ok(xs.every((line) => Buffer.byteLength(line) <= 4096), 'a line longer than 4 KiB was passed on')
+    // Every byte is either shown or counted as cut.
+    const total = xs.reduce((sum, line) => {
+      const cut = /… \((\d+) bytes cut\)$/.exec(line)
+      return sum + (cut ? line.length - cut[0].length + Number(cut[1]) : line.length)
+    }, 0)
+    assert.equal(total, 8 * 50_000)
   })
 
   it('rejects both a branch and a commit before anything runs in the sandbox', async () => {
     const sandbox = new FakeSandbox()
-    const outcome = await runUpdatePlan(sandbox, config, {branch: 'dev', commit: SHA.dev}, {}, FAST)
+    const outcome = await plan(sandbox, {branch: 'dev', commit: SHA.dev}, {}, FAST)
     assert.equal(outcome.error?.code, 'USAGE')
     assert.equal(outcome.error?.exitCode, 2)
     assert.deepEqual(sandbox.execs, [])
@@ -361,7 +378,7 @@ describe('update plan (fake runtime)', () => {
     await fc.assert(
       fc.asyncProperty(hostile, fc.boolean(), async (value, asCommit) => {
         const sandbox = new FakeSandbox()
-        const outcome = await runUpdatePlan(sandbox, config, asCommit ? {commit: value} : {branch: value}, {}, FAST)
+        const outcome = await plan(sandbox, asCommit ? {commit: value} : {branch: value}, {}, FAST)
         assert.equal(outcome.status, 'error')
         assert.equal(outcome.error?.code, 'USAGE')
         assert.deepEqual(sandbox.execs, [])

@@ -3,51 +3,27 @@
  * update listener gets it through the foreground hook. DESIGN.md "Update opencode — the plan".
  *
  * The running opencode keeps serving while the source is fetched and built into a staging dir;
- * the switch is one rename of a symlink; COMMIT is written after it; a new version that does not
+ * the switch is one rename of a symlink, journalled as "activated, not verified"; only a
+ * healthy answer from the new version marks it installed (COMMIT). A new version that does not
  * answer healthy in time is switched back. A failed fetch or build changes nothing installed.
+ * What runs inside the sandbox is the release store (release-store.sh behind ReleaseStore);
+ * git runs as argv. Every interval here is on the monotonic clock.
  */
-import {randomBytes} from 'node:crypto'
-import os from 'node:os'
-import {setTimeout as delay} from 'node:timers/promises'
+import {performance} from 'node:perf_hooks'
 
 import type {OccConfig} from '../../config/schema.js'
-import {ContainerMissingError, ContainerNotRunningError, OccError, type OccErrorCode, errorMessage} from '../../errors.js'
+import {ContainerMissingError, ContainerNotRunningError, OccError, TimeoutError, errorMessage} from '../../errors.js'
+import {cleanLine} from '../../protocol/text.js'
 import type {ExecOptions, ExecResult, RestartMethod, Runtime} from '../runtime.js'
 import {UPDATE_STEPS, type StepTiming, type UpdateOutcome, type UpdateProgress, type UpdateRequest, type UpdateStep} from '../update-types.js'
-import {UpdateBusyError, UpdateCancelledError, UpdateFailedError} from './errors.js'
-import {
-  checkRepo,
-  firstLine,
-  IMAGE_RECIPE,
-  imageReleaseName,
-  isFullSha,
-  judgeHealth,
-  localRepoPath,
-  LOCK_DIR,
-  OPENCODE_USER,
-  parseInstalledState,
-  parseLsRemote,
-  shortSha,
-  STAGING_DIR,
-  tail,
-  type InstalledState,
-} from './layout.js'
-import {
-  ACTIVATE_SCRIPT,
-  ADOPT_BUILD_SCRIPT,
-  BUILTIN_RECIPE_SCRIPT,
-  GROUP_WRAPPER,
-  INSPECT_SCRIPT,
-  KILL_GROUP_SCRIPT,
-  LOCK_SCRIPT,
-  PRUNE_SCRIPT,
-  RELEASE_VERSION_SCRIPT,
-  ROLLBACK_SCRIPT,
-  STAGE_SCRIPT,
-  UNLOCK_SCRIPT,
-} from './scripts.js'
-import {describeTarget, parseUpdateTarget, type UpdateTarget} from './target.js'
+import {UpdateCancelledError, UpdateFailedError} from './errors.js'
+import {waitHealthy} from './health-wait.js'
+import {checkRepo, firstLine, IMAGE_RECIPE, imageReleaseName, isFullSha, localRepoPath, OPENCODE_USER, parseLsRemote, shortSha, tail} from './layout.js'
 import {LineSplitter} from '../logs-spec.js'
+import {ScriptReleaseStore, type ReleaseStore, type StoreState} from './release-store.js'
+import {busyError, releaseUpdateLock, repairUnderLock, takeUpdateLock, type RepairReport} from './repair.js'
+import type {OwnerChecks} from './lock-owner.js'
+import {describeTarget, parseUpdateTarget, type UpdateTarget} from './target.js'
 
 export interface UpdatePlanOptions {
   /** How long the new version gets to answer healthy before it is rolled back (default 60 s). */
@@ -59,14 +35,19 @@ export interface UpdatePlanOptions {
   /** Cap on the build (default 60 min) and on each git command (default 10 min). */
   buildTimeoutMs?: number
   gitTimeoutMs?: number
-  /** How long a killed build gets to end before occ lets go of it (default 15 s). */
-  killGraceMs?: number
-  /** Seconds without a heartbeat after which another update's lock counts as abandoned (default 90). */
+  /** Seconds without a heartbeat after which a lock held from another host counts as abandoned (default 90). */
   lockStaleSeconds?: number
   /** How often the lock's heartbeat is refreshed (default 20 s). */
   heartbeatMs?: number
   /** Who holds the lock, for the "busy" message (default: this process). */
   owner?: string
+  /** The release store (default: release-store.sh in the runtime's sandbox). */
+  store?: ReleaseStore
+  /** How lock owners are judged (tests). */
+  ownerChecks?: OwnerChecks
+  /** An unverified release's re-verification window (default 15 s). */
+  repairVerifyTimeoutMs?: number
+  /** The monotonic clock in ms (default performance.now). */
   now?: () => number
 }
 
@@ -79,8 +60,12 @@ const DEFAULTS = {
   healthTimeoutMs: 60_000,
   healthyAnswers: 2,
   heartbeatMs: 20_000,
-  killGraceMs: 15_000,
   lockStaleSeconds: 90,
+}
+
+/** The release store of a runtime's sandbox. */
+export function sandboxStore(runtime: Runtime): ReleaseStore {
+  return new ScriptReleaseStore((argv, options) => runtime.exec(argv, options))
 }
 
 /** The one entry point (src/runtime/update-entry.ts and the listener call it). Never throws. */
@@ -94,6 +79,31 @@ export async function runUpdatePlan(
   return new UpdateRun(runtime, config.opencode_repo, request, progress, options).run()
 }
 
+/** What preflight hands on: the sandbox as found (after any repair), the lock, the staging dir. */
+interface Prepared {
+  state: StoreState
+  target: UpdateTarget
+  token: string
+  staging: string
+}
+
+interface Resolved {
+  commit: string
+  /** The whole history was fetched (to resolve a short SHA). */
+  fetchedAll: boolean
+}
+
+interface Built {
+  version?: string
+}
+
+interface Activated {
+  previous: string
+  previousCommit?: string
+  /** The version the previous release runs (what a rollback must answer with). */
+  previousVersion?: string
+}
+
 class UpdateRun {
   private readonly opts: typeof DEFAULTS & UpdatePlanOptions
   private readonly now: () => number
@@ -103,15 +113,10 @@ class UpdateRun {
   private readonly details = new Map<UpdateStep, string>()
   private readonly outcome: UpdateOutcome
   private readonly signal?: AbortSignal
-  private state?: InstalledState
-  private target?: UpdateTarget
-  private targetCommit?: string
+  private readonly store: ReleaseStore
+  /** Set while the lock is held: released (with the staging dir) whatever happens. */
   private lockToken?: string
-  private stagingDir?: string
   private heartbeat?: NodeJS.Timeout
-  private fetched = false
-  private releaseDir?: string
-  private newVersion?: string
 
   private readonly runtime: Runtime
   private readonly repo: string
@@ -124,14 +129,15 @@ class UpdateRun {
     this.request = request
     this.progress = progress
     this.opts = {...DEFAULTS, ...options}
-    this.now = options.now ?? Date.now
+    this.now = options.now ?? (() => performance.now())
     this.signal = progress.signal
+    this.store = options.store ?? sandboxStore(runtime)
     this.outcome = {
       changed: false,
       message: '',
       ref: {},
       rolledBack: false,
-      startedAt: new Date(this.now()).toISOString(),
+      startedAt: new Date().toISOString(),
       finishedAt: '',
       status: 'success',
       steps: [],
@@ -140,23 +146,24 @@ class UpdateRun {
 
   async run(): Promise<UpdateOutcome> {
     const started = this.now()
+    let installed: string | undefined
     try {
-      await this.execute()
+      installed = await this.execute()
     } catch (error) {
       // An exec cut short by the cancel signal rejects with the signal's reason.
       const known = this.signal?.aborted && !(error instanceof OccError) ? new UpdateCancelledError() : asOccError(error)
       this.outcome.status = 'error'
       this.outcome.message = known.message
       this.outcome.error = {actions: known.actions, code: known.code, exitCode: known.exitCode}
+      installed = (error as {installed?: string}).installed ?? this.outcome.fromCommit
     } finally {
       await this.cleanup()
     }
 
     // toCommit is what is installed now: the target after a good update, else what was there.
-    this.outcome.toCommit = this.outcome.changed || this.outcome.status === 'success' ? this.targetCommit : this.outcome.fromCommit
-
-    this.outcome.finishedAt = new Date(this.now()).toISOString()
-    this.outcome.durationMs = this.now() - started
+    if (installed) this.outcome.toCommit = installed
+    this.outcome.finishedAt = new Date().toISOString()
+    this.outcome.durationMs = Math.max(0, Math.round(this.now() - started))
     this.outcome.steps = UPDATE_STEPS.map((step) => this.timings.get(step) ?? {durationMs: 0, status: 'skipped', step})
     for (const timing of this.outcome.steps) {
       if (timing.status === 'skipped' && !this.reported.has(timing.step)) this.progress.onStepDone?.(timing)
@@ -165,42 +172,52 @@ class UpdateRun {
     return this.outcome
   }
 
-  private async execute(): Promise<void> {
-    await this.step('preflight', () => this.preflight())
-    await this.step('resolve', () => this.resolve())
-    const unchanged = await this.step('compare', () => this.compare())
-    if (unchanged) return
-    await this.step('fetch', () => this.fetch())
-    await this.step('build', () => this.build())
-    const previous = await this.step('activate', () => this.activate())
+  /** The plan, each step handing its result to the next. Returns the commit installed at the end. */
+  private async execute(): Promise<string | undefined> {
+    let prepared = await this.step('preflight', () => this.preflight())
+    if (prepared.state.journal) {
+      const state = prepared.state
+      prepared = {...prepared, state: await this.step('repair', () => this.repair(state))}
+    }
+
+    const resolved = await this.step('resolve', () => this.resolve(prepared))
+    if (await this.step('compare', () => this.compare(prepared.state, resolved.commit))) return resolved.commit
+    await this.step('fetch', () => this.fetch(prepared, resolved))
+    const built = await this.step('build', () => this.build(prepared))
+    const activated = await this.step('activate', () => this.activate(prepared, resolved.commit, built))
     let restartError: unknown
     try {
-      await this.step('restart', () => this.restartAndVerify(this.newVersion, 'the new version'))
+      await this.step('restart', () => this.restartAndVerify(built.version))
     } catch (error) {
       restartError = error
     }
 
     if (restartError) {
-      await this.step('rollback', () => this.rollback(previous, restartError))
-      throw new UpdateFailedError(
-        'UPDATE_ROLLED_BACK',
-        `Update to ${shortSha(this.targetCommit)} failed: ${errorMessage(restartError)}. Rolled back to ${shortSha(previous.commit ?? previous.release)}, which is serving again.`,
-        {actions: ["Look at the new version's logs: occ logs", 'Try another commit: occ update opencode --commit <sha>']},
+      await this.step('rollback', () => this.rollback(activated, resolved.commit, restartError))
+      const interrupted = restartError instanceof UpdateCancelledError
+      const error = new UpdateFailedError(
+        interrupted ? 'UPDATE_INTERRUPTED' : 'UPDATE_ROLLED_BACK',
+        interrupted
+          ? `occ was stopped while checking ${shortSha(resolved.commit)}, so it rolled back to ${shortSha(activated.previousCommit ?? activated.previous)}, which is serving again. Retry the update once occ runs again.`
+          : `Update to ${shortSha(resolved.commit)} failed: ${errorMessage(restartError)}. Rolled back to ${shortSha(activated.previousCommit ?? activated.previous)}, which is serving again.`,
+        {actions: interrupted ? ['Retry: occ update opencode'] : ["Look at the new version's logs: occ logs", 'Try another commit: occ update opencode --commit <sha>']},
       )
+      throw Object.assign(error, {installed: activated.previousCommit})
     }
 
     this.outcome.changed = true
-    this.outcome.toVersion = this.newVersion
-    await this.step('prune', () => this.prune(previous.release))
-    this.outcome.message = this.successMessage()
+    this.outcome.toVersion = built.version
+    await this.step('prune', () => this.prune(resolved.commit, activated.previous))
+    this.outcome.message = this.successMessage(resolved.commit, built.version)
+    return resolved.commit
   }
 
   // --- steps ------------------------------------------------------------------------------
 
-  private async preflight(): Promise<string> {
+  private async preflight(): Promise<Prepared> {
     // Refs are checked before anything reaches the sandbox.
-    this.target = parseUpdateTarget(this.request)
-    if (this.target.kind === 'branch') this.outcome.ref.branch = this.target.branch
+    const target = parseUpdateTarget(this.request)
+    if (target.kind === 'branch') this.outcome.ref.branch = target.branch
     const repoProblem = checkRepo(this.repo)
     if (repoProblem) throw new OccError('CONFIG_INVALID', `opencode_repo: ${repoProblem}.`)
 
@@ -208,23 +225,21 @@ class UpdateRun {
     if (!container.exists) throw new ContainerMissingError(container.name)
     if (!container.running) throw new ContainerNotRunningError(container.name)
 
-    const inspect = await this.exec(['sh', '-c', INSPECT_SCRIPT, 'occ-update'], {timeoutMs: 30_000})
-    this.state = parseInstalledState(inspect.stdout)
-    this.outcome.fromCommit = this.state.activeCommit
-    this.outcome.fromVersion = this.state.version
-    if (!this.state.root) {
+    const state = await this.store.inspect()
+    this.noteInstalled(state)
+    if (!state.root) {
       throw new UpdateFailedError('UPDATE_NOT_ROOT', 'Updating opencode needs root in the sandbox, and exec as root was refused.', {
         actions: ['Run the update from the host: occ update opencode'],
       })
     }
 
-    if (!this.state.present) {
+    if (!state.present) {
       throw new UpdateFailedError('UPDATE_NOT_SUPPORTED', 'This sandbox has no /opt/opencode: it is not an opencode-cloud image.', {
         actions: ['Recreate the sandbox from the opencode-cloud image: occ start'],
       })
     }
 
-    if (this.state.recipe === 'none') {
+    if (state.recipe === 'none') {
       throw new UpdateFailedError(
         'UPDATE_NOT_SUPPORTED',
         `This image cannot build opencode: it has neither ${IMAGE_RECIPE} nor bun for the ${OPENCODE_USER} user.`,
@@ -232,17 +247,45 @@ class UpdateRun {
       )
     }
 
-    await this.lock()
-    const buildAsUser = this.state.recipe === 'builtin' ? '1' : '0'
-    await this.script(STAGE_SCRIPT, [this.stagingDir!, localRepoPath(this.repo) ?? '', buildAsUser], 'UPDATE_FAILED', 'Preparing the staging directory failed')
-    return `${describeTarget(this.target)}; installed ${shortSha(this.state.activeCommit)}`
+    const lock = await takeUpdateLock(this.store, {checks: this.opts.ownerChecks, description: this.opts.owner, staleSeconds: this.opts.lockStaleSeconds})
+    if (lock.kind === 'busy') throw busyError(lock.owner)
+    this.lockToken = lock.token
+    this.heartbeat = setInterval(() => void this.store.heartbeat(lock.token).catch(() => false), this.opts.heartbeatMs)
+    this.heartbeat.unref()
+    // Inspect again under the lock: what an owner that was just taken over left is what counts.
+    const locked = await this.store.inspect()
+    this.noteInstalled(locked)
+    const staging = await this.store.stage(lock.token, localRepoPath(this.repo), locked.recipe === 'builtin')
+    const took = lock.tookOver ? `; took over the update lock (${lock.tookOver})` : ''
+    this.setDetail('preflight', `${describeTarget(target)}; installed ${shortSha(locked.activeCommit)}${locked.journal ? `; unverified release ${shortSha(locked.journal.release)}` : ''}${took}`)
+    return {staging, state: locked, target, token: lock.token}
   }
 
-  private async resolve(): Promise<string> {
-    const target = this.target!
+  /** An earlier update left a release unverified: re-verify it, else roll it back, before anything else. */
+  private async repair(state: StoreState): Promise<StoreState> {
+    const report: RepairReport = await repairUnderLock(this.runtime, this.store, state, {
+      healthIntervalMs: this.opts.healthIntervalMs,
+      healthTimeoutMs: this.opts.healthTimeoutMs,
+      onProgress: (line) => this.output(line),
+      signal: this.signal,
+      verifyTimeoutMs: this.opts.repairVerifyTimeoutMs,
+    })
+    if (report.kind !== 'none' && report.kind !== 'busy') this.setDetail('repair', report.message)
+    const after = await this.store.inspect()
+    if (after.journal) throw new UpdateFailedError('REPAIR_FAILED', `An earlier update left release ${shortSha(after.journal.release)} unverified, and it could not be repaired.`)
+    if (report.kind === 'rolled-back' && !report.healthy) {
+      throw new UpdateFailedError('ROLLBACK_UNHEALTHY', report.message, {actions: ['Look at the logs: occ logs', 'Restart the sandbox: occ restart']})
+    }
+
+    this.noteInstalled(after)
+    return after
+  }
+
+  private async resolve(prepared: Prepared): Promise<Resolved> {
+    const {state, target} = prepared
     if (target.kind === 'branch') {
-      const result = await this.git(['ls-remote', '--', this.repo, `refs/heads/${target.branch}`])
-      if (result.exitCode !== 0) throw this.gitError('Could not list the branches of', result)
+      const result = await this.git(prepared, ['ls-remote', '--', this.repo, `refs/heads/${target.branch}`])
+      if (result.exitCode !== 0) throw this.gitError('Could not list the branches of', result, true)
       const sha = parseLsRemote(result.stdout, target.branch)
       if (!sha) {
         throw new UpdateFailedError('UNKNOWN_BRANCH', `Branch '${target.branch}' does not exist in ${this.repo}.`, {
@@ -250,220 +293,211 @@ class UpdateRun {
         })
       }
 
-      this.targetCommit = sha
       this.outcome.ref = {branch: target.branch, commit: sha}
-      return `${target.branch} → ${shortSha(sha)}`
+      this.setDetail('resolve', `${target.branch} → ${shortSha(sha)}`)
+      return {commit: sha, fetchedAll: false}
     }
 
+    let commit: string
+    let fetchedAll = false
     if (isFullSha(target.commit)) {
-      this.targetCommit = target.commit
-    } else if (this.state?.activeCommit?.startsWith(target.commit)) {
+      commit = target.commit
+    } else if (state.activeCommit?.startsWith(target.commit)) {
       // The installed commit already has this prefix: no need to fetch the whole history to say so.
-      this.targetCommit = this.state.activeCommit
+      commit = state.activeCommit
     } else {
       // A short SHA can only be resolved against history: fetch the branches and tags.
-      await this.initSource()
-      await this.fetchAll()
-      this.targetCommit = await this.revParse(target.commit)
-      this.fetched = true
+      await this.initSource(prepared)
+      await this.fetchAll(prepared, true)
+      commit = await this.revParse(prepared, target.commit)
+      fetchedAll = true
     }
 
-    this.outcome.ref = {commit: this.targetCommit}
-    return `${target.commit} → ${shortSha(this.targetCommit)}`
+    this.outcome.ref = {commit}
+    this.setDetail('resolve', `${target.commit} → ${shortSha(commit)}`)
+    return {commit, fetchedAll}
   }
 
-  private async compare(): Promise<boolean | string> {
-    const installed = this.state?.activeCommit
-    if (installed && installed === this.targetCommit) {
-      this.outcome.toVersion = this.state?.version
-      this.outcome.message = `opencode is already at ${shortSha(installed)}${this.state?.version ? ` (version ${this.state.version})` : ''}; nothing to do.`
+  /** true: the target is installed and verified, nothing to do. */
+  private async compare(state: StoreState, commit: string): Promise<boolean> {
+    const installed = state.activeCommit
+    if (installed && installed === commit && !state.journal) {
+      this.outcome.toVersion = state.version
+      this.outcome.message = `opencode is already at ${shortSha(installed)}${state.version ? ` (version ${state.version})` : ''}; nothing to do.`
       this.setDetail('compare', `already at ${shortSha(installed)}`)
       return true
     }
 
-    this.setDetail('compare', `${shortSha(installed)} → ${shortSha(this.targetCommit)}`)
+    this.setDetail('compare', `${shortSha(installed)} → ${shortSha(commit)}`)
     return false
   }
 
-  private async fetch(): Promise<string> {
-    const sha = this.targetCommit!
-    if (!this.fetched) {
-      await this.initSource()
-      const direct = await this.git(['fetch', '--quiet', '--no-tags', '--depth', '1', '--', this.repo, sha], {cwd: 'src'})
+  private async fetch(prepared: Prepared, resolved: Resolved): Promise<string> {
+    const sha = resolved.commit
+    if (!resolved.fetchedAll) {
+      await this.initSource(prepared)
+      const direct = await this.git(prepared, ['fetch', '--quiet', '--no-tags', '--depth', '1', '--', this.repo, sha], {cwd: 'src'})
       if (direct.exitCode !== 0) {
         // Some servers refuse fetching by SHA; then take the branch (or everything) instead.
         this.output(`fetch by commit was refused (${firstLine(direct.stderr)}); fetching refs instead`)
-        const target = this.target!
-        if (target.kind === 'branch') {
-          const byRef = await this.git(['fetch', '--quiet', '--no-tags', '--', this.repo, `refs/heads/${target.branch}`], {cwd: 'src'})
+        if (prepared.target.kind === 'branch') {
+          const byRef = await this.git(prepared, ['fetch', '--quiet', '--no-tags', '--', this.repo, `refs/heads/${prepared.target.branch}`], {cwd: 'src'})
           if (byRef.exitCode !== 0) throw this.gitError('Could not fetch from', byRef)
         } else {
-          await this.fetchAll()
+          await this.fetchAll(prepared)
         }
       }
     }
 
     this.throwIfCancelled()
-    const verify = await this.git(['rev-parse', '--verify', '--quiet', `${sha}^{commit}`], {cwd: 'src'})
+    const verify = await this.git(prepared, ['rev-parse', '--verify', '--quiet', `${sha}^{commit}`], {cwd: 'src'})
     if (verify.exitCode !== 0) {
       throw new UpdateFailedError('FETCH_FAILED', `Commit ${sha} is not in what was fetched from ${this.repo} (did the branch move?).`, {
         actions: ['Try again.'],
       })
     }
 
-    const checkout = await this.git(['checkout', '--quiet', '--force', '--detach', sha], {cwd: 'src'})
+    const checkout = await this.git(prepared, ['checkout', '--quiet', '--force', '--detach', sha], {cwd: 'src'})
     if (checkout.exitCode !== 0) throw this.gitError('Could not check out the source from', checkout)
     return `${shortSha(sha)} checked out`
   }
 
-  private async build(): Promise<string> {
-    const staging = this.stagingDir!
-    const recipe = this.state!.recipe
-    const candidate = `${staging}/release`
-    if (recipe === 'image') {
-      await this.runBuild(
-        ['setsid', '-w', 'sh', '-c', GROUP_WRAPPER, 'occ-build', `${staging}/build.pid`, IMAGE_RECIPE, `${staging}/src`, candidate],
-        {pidFile: `${staging}/build.pid`, user: 'root'},
-      )
-    } else {
-      const chown = await this.exec(['chown', '-R', `${OPENCODE_USER}:${OPENCODE_USER}`, `${staging}/src`])
+  private async build(prepared: Prepared): Promise<Built> {
+    const recipe = prepared.state.recipe === 'builtin' ? 'builtin' : 'image'
+    if (recipe === 'builtin') {
+      const chown = await this.exec(['chown', '-R', `${OPENCODE_USER}:${OPENCODE_USER}`, `${prepared.staging}/src`])
       if (chown.exitCode !== 0) throw new UpdateFailedError('BUILD_FAILED', `Preparing the build failed: ${tail(chown.stderr)}`)
-      await this.runBuild(
-        ['setsid', '-w', 'bash', '-lc', BUILTIN_RECIPE_SCRIPT, 'occ-build', `${staging}/work/build.pid`, `${staging}/src`, `${staging}/work/out`],
-        {pidFile: `${staging}/work/build.pid`, user: OPENCODE_USER},
-      )
-      await this.script(ADOPT_BUILD_SCRIPT, [`${staging}/work/out`, candidate], 'BUILD_FAILED', 'Collecting the build output failed')
     }
 
-    this.releaseDir = candidate
-    const version = await this.exec(['sh', '-c', RELEASE_VERSION_SCRIPT, 'occ-update', candidate], {timeoutMs: 30_000})
-    this.newVersion = firstLine(version.stdout) || undefined
-    return this.newVersion ? `version ${this.newVersion}` : 'built'
+    await this.runBuild(prepared, recipe)
+    const {version} = await this.store.built(prepared.token, recipe)
+    this.setDetail('build', version ? `version ${version}` : 'built')
+    return {version}
   }
 
-  private async activate(): Promise<{release: string; commit?: string; version?: string}> {
+  private async activate(prepared: Prepared, commit: string, built: Built): Promise<Activated> {
     this.throwIfCancelled()
-    const state = this.state!
-    const result = await this.exec(
-      ['sh', '-c', ACTIVATE_SCRIPT, 'occ-update', this.targetCommit!, this.releaseDir!, imageReleaseName(state.recordedCommit)],
-      {timeoutMs: 120_000},
-    )
-    const previousRelease = /^previous=(.*)$/m.exec(result.stdout)?.[1]?.trim()
-    const switched = /^switched=1$/m.test(result.stdout)
-    if (result.exitCode !== 0) {
-      if (switched && previousRelease) {
-        // Switched but COMMIT could not be written: switch back (opencode was not restarted yet).
-        await this.exec(['sh', '-c', ROLLBACK_SCRIPT, 'occ-update', previousRelease, state.recordedCommit ?? '', ''], {timeoutMs: 60_000})
-      }
-
-      throw new UpdateFailedError('ACTIVATE_FAILED', `Switching to the new release failed: ${tail(result.stderr) || `exit ${result.exitCode}`}. opencode still runs ${shortSha(state.activeCommit)}.`)
+    const {state} = prepared
+    let switched: {previous: string; previousCommit?: string}
+    try {
+      switched = await this.store.activate(prepared.token, commit, imageReleaseName(state.recordedCommit), built.version)
+    } catch (error) {
+      // A switch that got as far as the journal is undone on the files (opencode was not restarted).
+      const after = await this.store.inspect().catch(() => undefined)
+      if (after?.journal) await this.store.rollback(true).catch(() => undefined)
+      throw new UpdateFailedError('ACTIVATE_FAILED', `Switching to the new release failed: ${errorMessage(error)}. opencode still runs ${shortSha(state.activeCommit)}.`, {cause: error})
     }
 
-    const previous = {
-      commit: isFullSha(previousRelease) ? previousRelease : state.recordedCommit,
-      release: previousRelease ?? imageReleaseName(state.recordedCommit),
-      version: state.version,
-    }
-    this.setDetail('activate', `current → releases/${shortSha(this.targetCommit)} (previous: ${shortSha(previous.release)})`)
-    return previous
+    this.setDetail('activate', `current → releases/${shortSha(commit)} (previous: ${shortSha(switched.previous)}; not verified yet)`)
+    return {...switched, previousCommit: switched.previousCommit ?? state.recordedCommit, previousVersion: state.version}
   }
 
-  /** Restarts opencode and waits until it answers healthy (with the expected version). */
-  private async restartAndVerify(expectedVersion: string | undefined, what: string): Promise<string> {
-    let method: RestartMethod
+  /** Restarts opencode, waits until it answers healthy from the new version, then marks it installed. */
+  private async restartAndVerify(expectedVersion: string | undefined): Promise<string> {
+    const method = await this.restartOpencode()
+    const verdict = await waitHealthy(this.runtime, expectedVersion, {
+      healthyAnswers: this.opts.healthyAnswers,
+      intervalMs: this.opts.healthIntervalMs,
+      now: this.now,
+      signal: this.signal,
+      timeoutMs: this.opts.healthTimeoutMs,
+    })
+    if (verdict.aborted) throw new UpdateCancelledError(`occ was stopped while checking the new version (${verdict.detail}).`)
+    if (!verdict.healthy) {
+      throw new UpdateFailedError('UNHEALTHY', `the new version did not answer healthy within ${formatSeconds(this.opts.healthTimeoutMs)} (last answer: ${verdict.detail})`)
+    }
+
+    await this.store.verify()
+    return `restarted via ${method}; ${verdict.detail}; verified`
+  }
+
+  private async restartOpencode(): Promise<RestartMethod> {
     try {
-      method = await this.runtime.restartOpencode()
+      const method = await this.runtime.restartOpencode()
+      this.outcome.restartMethod = method
+      return method
     } catch (error) {
       throw new UpdateFailedError('RESTART_FAILED', `Restarting opencode failed: ${errorMessage(error)}`, {cause: error})
     }
-
-    this.outcome.restartMethod = method
-    const verdict = await this.waitHealthy(expectedVersion)
-    if (!verdict.healthy) {
-      throw new UpdateFailedError('UNHEALTHY', `${what} did not answer healthy within ${formatSeconds(this.opts.healthTimeoutMs)} (last answer: ${verdict.detail})`)
-    }
-
-    return `restarted via ${method}; ${verdict.detail}`
   }
 
-  private async rollback(previous: {release: string; commit?: string; version?: string}, cause: unknown): Promise<string> {
+  private async rollback(activated: Activated, commit: string, cause: unknown): Promise<string> {
     const reason = errorMessage(cause)
-    const to = shortSha(previous.commit ?? previous.release)
-    const result = await this.exec(['sh', '-c', ROLLBACK_SCRIPT, 'occ-update', previous.release, previous.commit ?? '', this.targetCommit!], {
-      timeoutMs: 60_000,
-    })
-    if (result.exitCode !== 0) {
-      throw new UpdateFailedError(
-        'ROLLBACK_FAILED',
-        `opencode ${shortSha(this.targetCommit)} failed (${reason}), and switching back to ${to} failed too: ${tail(result.stderr)}`,
-        {actions: ['Look at the sandbox: occ logs; recreate it if needed: occ start']},
-      )
+    const to = shortSha(activated.previousCommit ?? activated.previous)
+    try {
+      await this.store.rollback(true)
+    } catch (error) {
+      throw new UpdateFailedError('ROLLBACK_FAILED', `opencode ${shortSha(commit)} failed (${reason}), and switching back to ${to} failed too: ${errorMessage(error)}`, {
+        actions: ['Look at the sandbox: occ logs; occ restart repairs it (the journal still names the unverified release)'],
+      })
     }
 
     this.outcome.rolledBack = true
-    this.outcome.toVersion = previous.version
-    let verified: string
+    this.outcome.toVersion = activated.previousVersion
+    let verdict
+    let method: RestartMethod
     try {
-      verified = await this.restartAndVerify(previous.version, `the previous version (${to})`)
+      method = await this.restartOpencode()
+      // Not cut short by SIGTERM: the previous version is being brought back, and this says whether it serves.
+      verdict = await waitHealthy(this.runtime, activated.previousVersion, {
+        healthyAnswers: this.opts.healthyAnswers,
+        intervalMs: this.opts.healthIntervalMs,
+        now: this.now,
+        timeoutMs: this.opts.healthTimeoutMs,
+      })
     } catch (error) {
-      throw new UpdateFailedError(
-        'ROLLBACK_UNHEALTHY',
-        `Update to ${shortSha(this.targetCommit)} failed: ${reason}. Rolled back to ${to}, but it is not healthy either: ${errorMessage(error)}`,
-        {actions: ['Look at the logs: occ logs', 'Restart the sandbox: occ restart']},
+      verdict = {detail: errorMessage(error), healthy: false}
+      method = this.outcome.restartMethod ?? 'container'
+    }
+
+    if (!verdict.healthy) {
+      throw Object.assign(
+        new UpdateFailedError(
+          'ROLLBACK_UNHEALTHY',
+          `Update to ${shortSha(commit)} failed: ${reason}. Rolled back to ${to}, but it is not healthy either: ${verdict.detail}`,
+          {actions: ['Look at the logs: occ logs', 'Restart the sandbox: occ restart']},
+        ),
+        {installed: activated.previousCommit},
       )
     }
 
-    return `back on ${to}; ${verified}`
+    return `back on ${to}; restarted via ${method}; ${verdict.detail}`
   }
 
-  private async prune(previousRelease: string): Promise<string> {
-    const result = await this.exec(['sh', '-c', PRUNE_SCRIPT, 'occ-update', this.targetCommit!, previousRelease], {timeoutMs: 120_000})
-    const pruned = [...result.stdout.matchAll(/^pruned=(.*)$/gm)].map((match) => match[1])
-    // A failed prune leaves disk in use, nothing broken: report it, do not fail the update.
-    if (result.exitCode !== 0) return `could not prune: ${tail(result.stderr, 1)}`
-    return pruned.length > 0 ? `removed ${pruned.map((name) => shortSha(name)).join(', ')}` : 'nothing to remove'
+  private async prune(commit: string, previous: string): Promise<string> {
+    try {
+      const pruned = await this.store.prune([commit, previous])
+      return pruned.length > 0 ? `removed ${pruned.map((name) => shortSha(name)).join(', ')}` : 'nothing to remove'
+    } catch (error) {
+      // A failed prune leaves disk in use, nothing broken: report it, do not fail the update.
+      return `could not prune: ${errorMessage(error)}`
+    }
   }
 
   // --- pieces ---------------------------------------------------------------------------
 
-  private async lock(): Promise<void> {
-    const token = randomBytes(12).toString('hex')
-    const owner = this.opts.owner ?? `occ pid ${process.pid} on ${os.hostname()} since ${new Date(this.now()).toISOString()}`
-    const result = await this.exec(['sh', '-c', LOCK_SCRIPT, 'occ-update', token, owner, String(this.opts.lockStaleSeconds)], {
-      timeoutMs: 30_000,
-    })
-    if (result.exitCode === 75) {
-      const holder = /^owner=(.*)$/m.exec(result.stdout)?.[1]?.trim()
-      throw new UpdateBusyError(`Another opencode update is running${holder ? ` (${holder})` : ''}.`, {
-        actions: ['Wait for it to finish, then try again.'],
-      })
-    }
-
-    if (result.exitCode !== 0) throw new UpdateFailedError('UPDATE_FAILED', `Could not take the update lock: ${tail(result.stderr) || `exit ${result.exitCode}`}`)
-    this.lockToken = token
-    this.stagingDir = `${STAGING_DIR}/${token}`
-    this.heartbeat = setInterval(() => {
-      this.runtime.exec(['touch', `${LOCK_DIR}/heartbeat`], {timeoutMs: 10_000, user: 'root'}).catch(() => undefined)
-    }, this.opts.heartbeatMs)
-    this.heartbeat.unref()
+  private noteInstalled(state: StoreState): void {
+    // With a journal, what current points at is not installed yet: the verified commit is COMMIT.
+    this.outcome.fromCommit = state.journal ? state.recordedCommit : state.activeCommit
+    this.outcome.fromVersion = state.journal ? undefined : state.version
   }
 
-  private async initSource(): Promise<void> {
-    if (this.fetched) return
-    const init = await this.git(['init', '--quiet', 'src'])
+  private async initSource(prepared: Prepared): Promise<void> {
+    const init = await this.git(prepared, ['init', '--quiet', 'src'])
     if (init.exitCode !== 0) throw this.gitError('Could not prepare a checkout for', init)
   }
 
-  private async fetchAll(): Promise<void> {
+  private async fetchAll(prepared: Prepared, resolving = false): Promise<void> {
     const result = await this.git(
+      prepared,
       ['fetch', '--quiet', '--', this.repo, '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'],
       {cwd: 'src'},
     )
-    if (result.exitCode !== 0) throw this.gitError('Could not fetch from', result)
+    if (result.exitCode !== 0) throw this.gitError('Could not fetch from', result, resolving)
   }
 
-  private async revParse(commit: string): Promise<string> {
-    const result = await this.git(['rev-parse', '--verify', '--quiet', `${commit}^{commit}`], {cwd: 'src'})
+  private async revParse(prepared: Prepared, commit: string): Promise<string> {
+    const result = await this.git(prepared, ['rev-parse', '--verify', '--quiet', `${commit}^{commit}`], {cwd: 'src'})
     const sha = result.stdout.trim().toLowerCase()
     if (result.exitCode === 0 && isFullSha(sha)) return sha
     const ambiguous = /ambiguous/i.test(result.stderr)
@@ -476,75 +510,58 @@ class UpdateRun {
     )
   }
 
-  private async runBuild(argv: string[], how: {pidFile: string; user: string}): Promise<void> {
+  /**
+   * The build, cut short by a cancel or its time limit: the exec's signal makes the runtime kill
+   * everything the exec started inside the sandbox, and the store ends the build's process group
+   * too. Output is streamed line by line, sanitised.
+   */
+  private async runBuild(prepared: Prepared, recipe: 'builtin' | 'image'): Promise<void> {
     this.throwIfCancelled()
     const stop = new AbortController()
-    const timeout = setTimeout(() => stop.abort(new Error('timeout')), this.opts.buildTimeoutMs)
-    const onAbort = (): void => stop.abort(new Error('cancelled'))
+    const timeout = setTimeout(() => stop.abort(new TimeoutError('build time limit')), this.opts.buildTimeoutMs)
+    const onAbort = (): void => stop.abort(new UpdateCancelledError())
     this.signal?.addEventListener('abort', onAbort, {once: true})
-    // A cancel kills the build's whole process group (an exec cannot be killed through the
-    // Docker API, and killing only its first process would leave the compiler running); the
-    // exec's own signal only lets go of the stream if the group outlives the kill.
-    const release = new AbortController()
-    const running = this.exec(argv, {onOutput: 'all', signal: release.signal, user: how.user})
-    running.catch(() => undefined)
-    const stopped = new Promise<'stopped'>((resolve) => {
-      stop.signal.addEventListener('abort', () => resolve('stopped'), {once: true})
-    })
+    const lines = new LineSplitter('stdout', false)
+    let result: ExecResult | undefined
     try {
-      const first = await Promise.race([running, stopped])
-      if (first === 'stopped') {
-        const kill = await this.exec(['sh', '-c', KILL_GROUP_SCRIPT, 'occ-kill', how.pidFile], {timeoutMs: 10_000}).catch(
-          (error: unknown): ExecResult => ({exitCode: -1, stderr: errorMessage(error), stdout: ''}),
-        )
-        if (kill.exitCode !== 0) this.output(`could not stop the build: ${tail(kill.stderr, 1) || `exit ${kill.exitCode}`}`)
-        const ended = await Promise.race([running.then(() => true, () => true), delay(this.opts.killGraceMs, false, {ref: false})])
-        if (!ended) release.abort(new Error('the build outlived its kill'))
-        if (this.signal?.aborted) throw new UpdateCancelledError()
-        throw new UpdateFailedError('BUILD_FAILED', `The build did not finish within ${formatSeconds(this.opts.buildTimeoutMs)}; nothing was changed.`)
-      }
-
-      if (first.exitCode !== 0) {
-        const why = tail(first.stderr, 3) || tail(first.stdout, 3) || `exit ${first.exitCode}`
-        throw new UpdateFailedError('BUILD_FAILED', `The build failed (exit ${first.exitCode}): ${why}. Nothing was changed; opencode still runs ${shortSha(this.state?.activeCommit)}.`, {
-          actions: ['Fix the source, or pick another commit: occ update opencode --commit <sha>'],
-        })
-      }
+      result = await this.store.build(prepared.token, {
+        onOutput: (chunk) => {
+          for (const line of lines.push(chunk)) this.output(line.text)
+        },
+        recipe,
+        signal: stop.signal,
+      })
+    } catch (error) {
+      if (!stop.signal.aborted) throw error
     } finally {
       clearTimeout(timeout)
       this.signal?.removeEventListener('abort', onAbort)
+      for (const line of lines.flush()) this.output(line.text)
     }
-  }
 
-  private async waitHealthy(expectedVersion: string | undefined): Promise<{healthy: boolean; detail: string}> {
-    const deadline = this.now() + this.opts.healthTimeoutMs
-    let streak = 0
-    let detail = 'no answer yet'
-    for (;;) {
-      const remaining = deadline - this.now()
-      if (remaining <= 0) return {detail, healthy: false}
-      const probe = await this.runtime.probeHealth(Math.max(100, Math.min(2000, remaining))).catch(
-        (error): {kind: 'failed'; error: string} => ({error: errorMessage(error), kind: 'failed'}),
-      )
-      const verdict = judgeHealth(probe, expectedVersion)
-      detail = verdict.detail
-      streak = verdict.healthy ? streak + 1 : 0
-      if (streak >= this.opts.healthyAnswers) return verdict
-      await delay(this.opts.healthIntervalMs)
+    if (stop.signal.aborted) {
+      await this.store.killBuild(prepared.token).catch(() => [])
+      if (this.signal?.aborted) throw new UpdateCancelledError()
+      throw new UpdateFailedError('BUILD_FAILED', `The build did not finish within ${formatSeconds(this.opts.buildTimeoutMs)}; nothing was changed.`)
+    }
+
+    if (result && result.exitCode !== 0) {
+      const why = cleanLine(tail(result.stderr, 3) || tail(result.stdout, 3), 1000) || `exit ${result.exitCode}`
+      throw new UpdateFailedError('BUILD_FAILED', `The build failed (exit ${result.exitCode}): ${why}. Nothing was changed; opencode still runs ${shortSha(prepared.state.activeCommit)}.`, {
+        actions: ['Fix the source, or pick another commit: occ update opencode --commit <sha>'],
+      })
     }
   }
 
   private async cleanup(): Promise<void> {
     clearInterval(this.heartbeat)
-    if (!this.lockToken) return
-    await this.exec(['sh', '-c', UNLOCK_SCRIPT, 'occ-update', this.lockToken, this.stagingDir ?? ''], {timeoutMs: 60_000}).catch(() => undefined)
+    if (this.lockToken) await releaseUpdateLock(this.store, this.lockToken)
   }
 
-  private successMessage(): string {
+  private successMessage(commit: string, version: string | undefined): string {
     const from = this.outcome.fromVersion
-    const to = this.newVersion
-    const versions = from && to && from !== to ? ` (version ${from} → ${to})` : to ? ` (version ${to})` : ''
-    return `Updated opencode from ${shortSha(this.outcome.fromCommit)} to ${shortSha(this.targetCommit)}${versions}; restarted via ${this.outcome.restartMethod}.`
+    const versions = from && version && from !== version ? ` (version ${from} → ${version})` : version ? ` (version ${version})` : ''
+    return `Updated opencode from ${shortSha(this.outcome.fromCommit)} to ${shortSha(commit)}${versions}; restarted via ${this.outcome.restartMethod}.`
   }
 
   // --- plumbing -------------------------------------------------------------------------
@@ -555,13 +572,13 @@ class UpdateRun {
 
   /** Runs one step: reports its start and end, times it, and records failures against it. */
   private async step<T>(name: UpdateStep, body: () => Promise<T>): Promise<T> {
-    if (name !== 'rollback' && name !== 'restart' && name !== 'prune') this.throwIfCancelled()
+    if (name !== 'rollback' && name !== 'restart' && name !== 'prune' && name !== 'repair') this.throwIfCancelled()
     this.progress.onStep?.(name)
     const started = this.now()
     const finish = (status: StepTiming['status'], detail?: string): void => {
-      const timing: StepTiming = {durationMs: this.now() - started, status, step: name}
+      const timing: StepTiming = {durationMs: Math.max(0, Math.round(this.now() - started)), status, step: name}
       const text = this.details.get(name) ?? detail
-      if (text) timing.detail = text
+      if (text) timing.detail = cleanLine(text, 1000)
       this.timings.set(name, timing)
       this.reported.add(name)
       this.progress.onStepDone?.(timing)
@@ -581,19 +598,23 @@ class UpdateRun {
     if (this.signal?.aborted) throw new UpdateCancelledError()
   }
 
+  /** One line of sandbox output for people: control characters and escapes removed, capped. */
   private output(text: string): void {
     if (!this.progress.onOutput) return
-    for (const line of text.split('\n')) if (line.trim()) this.progress.onOutput(line.trimEnd())
+    for (const line of text.split('\n')) {
+      const clean = cleanLine(line)
+      if (clean.trim()) this.progress.onOutput(clean.trimEnd())
+    }
   }
 
-  /** exec as root, with output streamed as progress lines when asked. */
-  private exec(argv: string[], options: Omit<ExecOptions, 'onOutput'> & {onOutput?: 'all' | 'stderr'} = {}): Promise<ExecResult> {
+  /** exec as root, with stderr streamed as progress lines when asked. */
+  private exec(argv: string[], options: Omit<ExecOptions, 'onOutput'> & {onOutput?: 'stderr'} = {}): Promise<ExecResult> {
     const {onOutput, ...rest} = options
-    // Build output is the sandbox's text: whole lines, each capped (LineSplitter), never an unbounded buffer.
+    // The sandbox's text: whole lines, each capped (LineSplitter), never an unbounded buffer.
     const lines = new LineSplitter('stdout', false)
     const stream = onOutput
       ? (chunk: string, from: 'stderr' | 'stdout') => {
-          if (onOutput === 'stderr' && from !== 'stderr') return
+          if (from !== 'stderr') return
           for (const line of lines.push(chunk)) this.output(line.text)
         }
       : undefined
@@ -602,14 +623,9 @@ class UpdateRun {
     })
   }
 
-  private async script(script: string, args: string[], code: OccErrorCode, what: string): Promise<void> {
-    const result = await this.exec(['sh', '-c', script, 'occ-update', ...args], {timeoutMs: 120_000})
-    if (result.exitCode !== 0) throw new UpdateFailedError(code, `${what}: ${tail(result.stderr) || `exit ${result.exitCode}`}`)
-  }
-
   /** git as argv, with a private config (safe.directory for a local repo) and no prompts. */
-  private git(args: string[], options: {cwd?: 'src'} = {}): Promise<ExecResult> {
-    const staging = this.stagingDir!
+  private git(prepared: Prepared, args: string[], options: {cwd?: 'src'} = {}): Promise<ExecResult> {
+    const staging = prepared.staging
     return this.exec(['git', ...args], {
       env: {
         GIT_CONFIG_GLOBAL: `${staging}/home/gitconfig`,
@@ -625,9 +641,9 @@ class UpdateRun {
     })
   }
 
-  private gitError(what: string, result: ExecResult): UpdateFailedError {
-    const resolving = !this.timings.has('resolve')
-    return new UpdateFailedError(resolving ? 'RESOLVE_FAILED' : 'FETCH_FAILED', `${what} ${this.repo}: ${tail(result.stderr, 3) || tail(result.stdout, 3) || `git exit ${result.exitCode}`}`, {
+  private gitError(what: string, result: ExecResult, resolving = false): UpdateFailedError {
+    const said = cleanLine(tail(result.stderr, 3) || tail(result.stdout, 3), 1000) || `git exit ${result.exitCode}`
+    return new UpdateFailedError(resolving ? 'RESOLVE_FAILED' : 'FETCH_FAILED', `${what} ${this.repo}: ${said}`, {
       actions: ['Check opencode_repo (occ config get opencode_repo) and the network of the sandbox.'],
     })
   }

@@ -32,6 +32,7 @@ export const STEP_TITLES: Record<UpdateStep, string> = {
   fetch: 'Fetch the source',
   preflight: 'Check the sandbox',
   prune: 'Prune old releases',
+  repair: 'Repair a release an earlier update left unverified',
   resolve: 'Resolve the target',
   restart: 'Restart opencode and wait until healthy',
   rollback: 'Roll back to the previous release',
