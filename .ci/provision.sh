@@ -72,5 +72,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq >&2; apt-get install -y -qq chromium >&2
 fi
 
+# --- shellcheck (npm run lint checks the release store script) ----------------------------
+if ! command -v shellcheck >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2; apt-get install -y -qq shellcheck >&2
+fi
+log "shellcheck $(shellcheck --version | sed -n 's/^version: //p')"
+
 # Print the PATH line so callers can `eval` it.
 echo "export PATH=\"$PATH\""

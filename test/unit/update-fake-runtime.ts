@@ -344,7 +344,7 @@ class FakeStore implements ReleaseStore {
     const sandbox = this.sandbox
     const pruned: string[] = []
     for (const name of [...sandbox.releases.keys()]) {
-      if (!keep.includes(name) && name !== sandbox.current && name !== sandbox.journal?.release) {
+      if (!keep.includes(name) && name !== sandbox.current && name !== sandbox.journal?.release && name !== sandbox.journal?.previous) {
         sandbox.releases.delete(name)
         pruned.push(name)
       }

@@ -435,17 +435,18 @@ cmd_rollback() {
 }
 
 # prune KEEP...: deletes every release but those named (current and previous), and top-level
-# links that no release provides any more. Never the pending release of a journal.
+# links that no release provides any more. Never current, nor a journal's release or previous.
 cmd_prune() {
   [ -d "$ROOT/releases" ] || { echo '{"ok":true,"pruned":[]}'; return 0; }
   pending=$(field release "$JOURNAL")
+  pending_previous=$(field previous "$JOURNAL")
   current=$(current_release)
   pruned=
   for r in "$ROOT"/releases/* "$ROOT"/releases/.[!.]*; do
     [ -e "$r" ] || [ -L "$r" ] || continue
     n=${r##*/}
     keep=0
-    for k in "$@" "$pending" "$current"; do [ "$n" = "$k" ] && keep=1; done
+    for k in "$@" "$pending" "$pending_previous" "$current"; do [ "$n" = "$k" ] && keep=1; done
     if [ "$keep" = 0 ]; then
       rm -rf "$r"
       pruned="$pruned${pruned:+,}$(json_str "$n")"
