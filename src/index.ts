@@ -8,7 +8,7 @@
  */
 export {RuntimeCommand, containerCommands, toOccError} from './runtime/runtime-command.js'
 export type {RuntimeArgs, RuntimeFlags} from './runtime/runtime-command.js'
-export type {ForegroundContext, OccHooks} from './runtime/hooks.js'
+export type {ForegroundContext, OccHooks, ReleaseRepair} from './runtime/hooks.js'
 export {FOREGROUND_EVENT} from './runtime/hooks.js'
 export type * from './runtime/runtime.js'
 export type {HostRuntime} from './runtime/host-runtime.js'

@@ -30,6 +30,9 @@ Uses the configured image when it is present locally, else pulls it. Creates the
       noMounts: this.flags['no-mounts'],
       onProgress: (message) => this.note(message),
       port: this.flags.port,
+      // Service mode: the listener repairs (it must come up whatever opencode's health).
+      repair: !this.flags['no-daemon'],
+      waitFor: this.flags['no-daemon'] ? 'running' : 'ready',
     })
     for (const warning of result.warnings) this.warn(warning)
     this.render(result)
@@ -58,7 +61,9 @@ Uses the configured image when it is present locally, else pulls it. Creates the
       return
     }
 
-    this.log(result.alreadyRunning ? 'Service is already running' : 'Service started and ready')
+    const ready = result.readiness.opencode.state === 'healthy'
+    this.log(result.alreadyRunning ? 'Service is already running' : ready ? 'Service started and ready' : 'Service started')
+    if (!ready) this.log(`Health:     ${result.readiness.opencode.label}`)
     this.log(`URL:        ${result.url ?? 'unknown'}`)
     this.log(`Container:  ${result.container} (${result.containerId.slice(0, 12)})`)
     this.log(`Port:       ${result.port} -> 3000`)

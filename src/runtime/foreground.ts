@@ -5,6 +5,7 @@ import type {OccPaths} from '../config/paths.js'
 import type {ForegroundContext} from './hooks.js'
 import type {HostRuntime} from './host-runtime.js'
 import {handleInterrupts} from './interrupts.js'
+import {repairAtStart} from './lifecycle.js'
 import {updateOpencodeWith} from './update-entry.js'
 
 export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
@@ -112,6 +113,7 @@ export async function serveInForeground(options: ServeOptions): Promise<Foregrou
         paths: options.paths,
         runtime: options.host,
         signal,
+        repairRelease: ({onProgress, signal}) => repairAtStart(options.host, onProgress ?? log, signal),
         updateOpencode: (request, progress) => updateOpencodeWith(options.host, options.config, request, progress),
         version: options.version,
       })

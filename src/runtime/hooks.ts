@@ -26,6 +26,16 @@ export interface ForegroundContext {
   fail: (error: Error) => void
   /** The shared update plan (the same one `occ update opencode` runs). */
   updateOpencode: (request: UpdateRequest, progress: UpdateProgress & {signal?: AbortSignal}) => Promise<UpdateOutcome>
+  /**
+   * Repairs a release an interrupted update left "activated, not verified" (re-verify, else roll
+   * back). The listener runs it at its start, before any request. Never throws.
+   */
+  repairRelease?: (options: {signal?: AbortSignal; onProgress?: (line: string) => void}) => Promise<ReleaseRepair>
+}
+
+export interface ReleaseRepair {
+  kind: 'busy' | 'failed' | 'none' | 'rolled-back' | 'verified'
+  message: string
 }
 
 /** occ's custom hook events. Plugins type their hooks with `Hook<'occ:foreground', OccHooks>`. */

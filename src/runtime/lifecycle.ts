@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import {performance} from 'node:perf_hooks'
 
 import {buildContainerSpec} from '../docker/container-spec.js'
 import {ensureImage} from '../docker/image.js'
@@ -9,6 +10,7 @@ import type {HostRuntime} from './host-runtime.js'
 import {waitUntilReady, type Readiness, type ReadinessOptions} from './readiness.js'
 import {firstLogin, userStoreFor, type FirstLogin} from './users/host-users.js'
 import type {RestoreReport} from './users/store.js'
+import {mapBrokerHealth, mapOpencodeHealth, parseSandboxFacts, SANDBOX_FACTS_SCRIPT} from './status.js'
 
 export interface StartOptions {
   /** Host port; defaults to the config's opencode_web_port. */
@@ -20,6 +22,14 @@ export interface StartOptions {
   onProgress?: (message: string) => void
   readiness?: Omit<ReadinessOptions, 'onProgress' | 'recentLogs'>
   env?: NodeJS.ProcessEnv
+  /**
+   * 'ready' (default): wait until opencode is healthy and the broker ready. 'running': only until
+   * the container runs, then report health as it is (start --no-daemon: the listener must come up
+   * whatever opencode's health — fixing an unhealthy opencode is what updates are for).
+   */
+  waitFor?: 'ready' | 'running'
+  /** Repair a release an interrupted update left unverified before waiting (default true). */
+  repair?: boolean
 }
 
 export interface StartResult {
@@ -33,6 +43,8 @@ export interface StartResult {
   port: number
   url: string | null
   readiness: Readiness
+  /** What the repair of an unverified release did, when there was one. */
+  repair?: {kind: string; message: string}
   warnings: string[]
   /** The login users put back from their records (and config.users brought in line). */
   users: RestoreReport
@@ -138,15 +150,32 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     }
   }
 
-  progress('Waiting for opencode and the broker to be ready')
-  const readiness = await waitUntilReady(host, {
-    ...options.readiness,
-    onProgress: progress,
-    recentLogs: () => recentLogLines(host, 20),
-  })
-  const users = await restoreUsers(host, progress)
+  const repair = options.repair === false ? undefined : await repairAtStart(host, progress)
+  if (repair?.kind === 'busy' || repair?.kind === 'failed') warnings.push(repair.message)
+  let readiness: Readiness
+  if (options.waitFor === 'running') {
+    readiness = await readinessSnapshot(host)
+  } else {
+    progress('Waiting for opencode and the broker to be ready')
+    readiness = await waitUntilReady(host, {
+      ...options.readiness,
+      onProgress: progress,
+      recentLogs: () => recentLogLines(host, 20),
+    })
+  }
+
+  // In service mode opencode may not be up yet: a user that cannot be restored now is a warning
+  // (the next start retries), never a reason to leave the web UI without its listener.
+  const users =
+    options.waitFor === 'running'
+      ? await restoreUsers(host, progress).catch((error: unknown): RestoreReport => {
+          warnings.push(`Could not restore the login users yet: ${errorMessage(error)}`)
+          return {migrated: [], relocked: [], restored: [], skipped: [], users: []}
+        })
+      : await restoreUsers(host, progress)
   const state = await host.containerState()
   return {
+    ...(repair && repair.kind !== 'none' ? {repair} : {}),
     alreadyRunning,
     firstLogin: await firstLogin(host, config),
     container: names.container,
@@ -173,6 +202,42 @@ export async function restoreUsers(host: HostRuntime, progress: (message: string
   if (report.migrated.length > 0) progress(`Recorded existing login users: ${report.migrated.join(', ')}`)
   for (const skipped of report.skipped) progress(`Skipped a user record: ${skipped}`)
   return report
+}
+
+/**
+ * An update that was killed (or a container restarted) between the switch and the health check
+ * left a release "activated, not verified": re-verify it, else roll back, before anything waits
+ * on opencode's health. Never fails the start: a problem becomes a warning.
+ */
+export async function repairAtStart(
+  host: HostRuntime,
+  progress: (message: string) => void,
+  signal?: AbortSignal,
+): Promise<{kind: 'busy' | 'failed' | 'none' | 'rolled-back' | 'verified'; message: string}> {
+  try {
+    const {repairRelease} = await import('./update/repair.js')
+    const {sandboxStore} = await import('./update/plan.js')
+    const report = await repairRelease(host, sandboxStore(host), {onProgress: progress, signal})
+    if (report.kind !== 'none') progress(report.message)
+    return report.kind === 'none' ? {kind: 'none', message: ''} : {kind: report.kind, message: report.message}
+  } catch (error) {
+    return {kind: 'failed', message: `Could not check for a release left unverified by an interrupted update: ${errorMessage(error)}`}
+  }
+}
+
+/** Health as it is right now (no waiting): what start --no-daemon reports. */
+async function readinessSnapshot(host: HostRuntime): Promise<Readiness> {
+  const started = performance.now()
+  const probe = await host.probeHealth(2000)
+  const facts = await host
+    .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'})
+    .then((result) => parseSandboxFacts(result.stdout))
+    .catch(() => undefined)
+  return {
+    broker: mapBrokerHealth(facts?.brokerProcess, facts?.brokerSocket),
+    elapsedMs: Math.round(performance.now() - started),
+    opencode: mapOpencodeHealth(probe),
+  }
 }
 
 function mapCreateError(error: unknown, port: number): OccError {
@@ -259,6 +324,7 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
 
   options.onProgress?.(`Restarting container ${host.names.container}`)
   await host.container().restart({t: options.timeoutSeconds})
+  await repairAtStart(host, options.onProgress ?? (() => {}))
   const readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
   const users = await restoreUsers(host, options.onProgress)
   const state = await host.containerState()
