@@ -60,7 +60,7 @@ async function world(): Promise<World> {
   await fs.writeFile(recipe, '#!/bin/sh\nexit 0\n', {mode: 0o755})
   const w: World = {crashAt: undefined, recipe, root, store: undefined as unknown as ScriptReleaseStore}
   w.store = new ScriptReleaseStore(
-    localRunner(() => (w.crashAt ? {OCC_STORE_CRASH_AT: w.crashAt} : {})),
+    localRunner((): Record<string, string> => (w.crashAt ? {OCC_STORE_CRASH_AT: w.crashAt} : {})),
     {recipePath: recipe, root, user: 'nobody-here'},
   )
   return w

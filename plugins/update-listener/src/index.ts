@@ -2,6 +2,8 @@
  * @opencode-cloud/update-listener: answers the web UI's update requests while
  * `occ start --no-daemon` runs (the command-file contract in docs/update-flow.md).
  */
+import path from 'node:path'
+
 import {
   errorMessage,
   findStateMount,
@@ -53,7 +55,16 @@ export async function runUpdateListener(ctx: ForegroundContext, overrides: Liste
 
   try {
     const make = (dir: PreparedDir): UpdateListener =>
-      new UpdateListener({...listenerOverrides, dir, log: ctx.log, updateOpencode: ctx.updateOpencode, version: ctx.version})
+      new UpdateListener({
+        pendingDir: path.join(ctx.paths.xdgState, 'opencode-cloud', 'pending-results'),
+        probeHealth: (timeoutMs) => ctx.runtime.probeHealth(timeoutMs),
+        repairRelease: ctx.repairRelease,
+        ...listenerOverrides,
+        dir,
+        log: ctx.log,
+        updateOpencode: ctx.updateOpencode,
+        version: ctx.version,
+      })
     if (problem || !prepared) {
       ctx.log(`Update listener disabled: ${problem}. The web UI's update requests will get no answer.`)
       if (prepared) await make(prepared).runDisabled(ctx.signal, problem ?? 'unknown')

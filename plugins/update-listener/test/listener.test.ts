@@ -209,9 +209,10 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       await world.waitForResults(1)
       await world.request({command: 'update_opencode', request_id: 'second'})
       await sleep(100)
-      assert.ok(await exists(path.join(world.dir, REQUEST_FILE)), 'the second request waits in place')
+      assert.ok(!(await exists(path.join(world.dir, REQUEST_FILE))), 'the second request is claimed at once, into the queue')
       const status = listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
       assert.ok(Date.parse(status.next_command_at!) >= started[0] + 399, 'listener.json says when the next one may start')
+      assert.deepEqual(status.queue?.map((item) => item.request_id), ['second'], 'and that it waits')
       const results = await world.waitForResults(2)
       assert.deepEqual(results.map((result) => result.request_id), ['first', 'second'])
       assert.equal(calls.length, 2)
@@ -265,17 +266,18 @@ describe('update listener (real temp dirs, fake update plan)', () => {
   })
 
   describe('nothing lost, nothing twice', () => {
-    it('leaves a request written during an update in place, and handles it next', async () => {
+    it('claims a request written during an update into the queue at once, and handles it next', async () => {
       const {calls, update} = fakeUpdate({steps: [['fetch', 50], ['build', 250]]})
       world.start({updateOpencode: update})
       await world.request({command: 'update_opencode', request_id: 'running'})
       await waitFor(() => calls.length === 1)
       await world.request({command: 'update_opencode', request_id: 'queued'})
       await sleep(100)
-      assert.ok(await exists(path.join(world.dir, REQUEST_FILE)), 'not deleted, not claimed while busy')
+      assert.ok(!(await exists(path.join(world.dir, REQUEST_FILE))), 'claimed while busy, so a later request cannot be renamed over it')
       const status = listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
       assert.equal(status.state, 'updating')
       assert.equal(status.request_id, 'running')
+      assert.deepEqual(status.queue?.map((item) => item.request_id), ['queued'])
       const results = await world.waitForResults(2)
       assert.deepEqual(results.map((result) => result.request_id), ['running', 'queued'])
     })
