@@ -144,7 +144,7 @@ describe('occ update opencode (real engine, fixture image and repo)', function (
     assert.equal(outcome.restartMethod, 'supervisor')
     assert.deepEqual(
       outcome.steps.map((step) => `${step.step}:${step.status}`),
-      ['preflight:done', 'resolve:done', 'compare:done', 'fetch:done', 'build:done', 'activate:done', 'restart:done', 'rollback:skipped', 'prune:done'],
+      ['preflight:done', 'repair:skipped', 'resolve:done', 'compare:done', 'fetch:done', 'build:done', 'activate:done', 'restart:done', 'rollback:skipped', 'prune:done'],
     )
     assert.ok(!String(result.stderr).includes('Build'), `no progress under --json:\n${result.stderr}`)
 

@@ -394,3 +394,131 @@ describe('update plan (fake runtime)', () => {
     assert.deepEqual(sandbox.execs, [])
   })
 })
+
+describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)', () => {
+  it('repairs an unverified release first: healthy from its version → installed, and then "already at"', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.plain = undefined
+    sandbox.releases = new Map([
+      [SHA.old, {version: '1.0.0'}],
+      [SHA.dev, {version: '1.1.0'}],
+    ])
+    sandbox.current = SHA.dev
+    sandbox.commitFile = SHA.old
+    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.dev, version: '1.1.0'}
+    sandbox.running = sandbox.releases.get(SHA.dev)
+    const outcome = await plan(sandbox, {branch: 'dev'})
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.equal(statuses(outcome.steps).repair, 'done')
+    assert.match(outcome.steps.find((step) => step.step === 'repair')?.detail ?? '', /answers healthy: it is installed now/)
+    assert.match(outcome.message, /already at 2222222/)
+    assert.equal(sandbox.commitFile, SHA.dev)
+    assert.equal(sandbox.journal, undefined)
+  })
+
+  it('never says "nothing to do" for an unverified release that answers 503: rolls it back, then updates again', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.plain = undefined
+    sandbox.releases = new Map([
+      [SHA.old, {version: '1.0.0'}],
+      [SHA.bad, {healthFail: true, version: '1.3.0'}],
+    ])
+    sandbox.current = SHA.bad
+    sandbox.commitFile = SHA.old
+    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.bad, version: '1.3.0'}
+    sandbox.running = sandbox.releases.get(SHA.bad)
+    sandbox.branches.dev = SHA.bad
+    const outcome = await plan(sandbox, {})
+    assert.doesNotMatch(outcome.message, /nothing to do/)
+    assert.equal(statuses(outcome.steps).repair, 'done')
+    assert.match(outcome.steps.find((step) => step.step === 'repair')?.detail ?? '', /Rolled back the unverified release 4444444/)
+    // The update then builds 4444444 again, finds it unhealthy again, and rolls back again.
+    assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
+    assert.equal(sandbox.current, SHA.old)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.journal, undefined)
+    assert.equal(sandbox.running?.version, '1.0.0')
+  })
+
+  it('an unverified release whose old process still serves (killed at activate) is rolled back without a restart', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.plain = undefined
+    sandbox.releases = new Map([
+      [SHA.old, {version: '1.0.0'}],
+      [SHA.main, {version: '1.2.0'}],
+    ])
+    sandbox.current = SHA.main
+    sandbox.commitFile = SHA.old
+    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.main, version: '1.2.0'}
+    sandbox.running = sandbox.releases.get(SHA.old)
+    const outcome = await plan(sandbox, {commit: SHA.old})
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.match(outcome.message, /already at 1111111/)
+    assert.equal(sandbox.restarts, 0)
+    assert.equal(outcome.fromCommit, SHA.old, 'the unverified commit never counted as installed')
+  })
+
+  it('takes over at once a lock whose owner is dead on this host (no 90 s wait)', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.lock = {ageSeconds: 1, bootId: 'boot', description: 'occ pid 999', pid: 999, pidStart: '5', token: 'deadbeef'}
+    const checks = {bootId: 'boot', held: new Set<string>(), isAlive: () => false, pid: 1, pidStart: '1', startTime: () => undefined}
+    const outcome = await plan(sandbox, {}, {}, {ownerChecks: checks})
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.ok(sandbox.events.includes('lock-takeover'))
+    assert.match(outcome.steps.find((step) => step.step === 'preflight')?.detail ?? '', /took over the update lock \(its owner \(pid 999\) is gone\)/)
+  })
+
+  it('a live owner elsewhere keeps the lock: busy', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.lock = {ageSeconds: 1, bootId: 'other-host', description: 'occ pid 5 on other', pid: 5, pidStart: '5', token: 'feed'}
+    const checks = {bootId: 'boot', held: new Set<string>(), isAlive: () => false, pid: 1, pidStart: '1', startTime: () => undefined}
+    const outcome = await plan(sandbox, {}, {}, {ownerChecks: checks})
+    assert.equal(outcome.error?.code, 'UPDATE_BUSY')
+  })
+
+  it('SIGTERM during the health wait stops it at once, rolls back, and says so', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.healthOverride = {kind: 'refused'}
+    const controller = new AbortController()
+    let restarted = 0
+    const realRestart = sandbox.restartOpencode.bind(sandbox)
+    sandbox.restartOpencode = async () => {
+      restarted++
+      if (restarted === 2) sandbox.healthOverride = undefined // the old version comes back
+      const method = await realRestart()
+      if (restarted === 1) setTimeout(() => controller.abort(new Error('SIGTERM received')), 30)
+      return method
+    }
+
+    const started = performance.now()
+    const outcome = await plan(sandbox, {}, {signal: controller.signal}, {healthTimeoutMs: 60_000})
+    assert.ok(performance.now() - started < 5000, 'did not wait out the 60 s health timeout')
+    assert.equal(outcome.error?.code, 'UPDATE_INTERRUPTED')
+    assert.equal(outcome.rolledBack, true)
+    assert.match(outcome.message, /occ was stopped while checking 2222222, so it rolled back to 1111111, which is serving again/)
+    assert.equal(sandbox.current, SHA.old)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(statuses(outcome.steps).rollback, 'done')
+  })
+
+  it('a forward wall-clock jump during the health wait does not roll back a healthy update (monotonic deadline)', async () => {
+    const sandbox = new FakeSandbox()
+    const realDateNow = Date.now
+    let probes = 0
+    const realProbe = sandbox.probeHealth.bind(sandbox)
+    sandbox.probeHealth = async () => {
+      probes++
+      // The wall clock leaps a day ahead between probes.
+      if (probes === 1) Date.now = () => realDateNow() + 86_400_000
+      return realProbe()
+    }
+
+    try {
+      const outcome = await plan(sandbox, {}, {}, {healthTimeoutMs: 2000})
+      assert.equal(outcome.status, 'success', outcome.message)
+    } finally {
+      Date.now = realDateNow
+    }
+  })
+})
+

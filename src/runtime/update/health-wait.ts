@@ -65,9 +65,10 @@ export async function waitHealthy(
   }
 }
 
+/** A ref'd timer: the wait itself is what keeps occ alive while opencode restarts. */
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => {
-    setTimeout(resolve, ms).unref()
+    setTimeout(resolve, ms)
   })
 }
 
