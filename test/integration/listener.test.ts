@@ -262,15 +262,15 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
     for (const step of steps) assert.ok((UPDATE_STEPS as readonly string[]).includes(step), step)
   })
 
-  it('keeps a request written during an update where it is, and handles it next', async () => {
+  it('claims a request written during an update into its queue at once, and handles it next', async () => {
     const slowSha = await world.pushBranch('slow', {BUILD_SLEEP_SECONDS: '6\n'})
     await world.webUiWrite({branch: 'slow', command: 'update_opencode', request_id: 'slow'})
     await waitForUpdating(world, 'slow', 'build')
     await world.webUiWrite({command: 'update_opencode', request_id: 'queued'})
-    await new Promise((resolve) => setTimeout(resolve, 1500))
-    assert.equal(await world.requestPresent(), true, 'neither claimed nor deleted while busy')
-    const stillThere = await world.containerSh('test -f "$1/update-command.json"', [`${MOUNT_STATE}/opencode-cloud/commands`])
-    assert.equal(stillThere.exitCode, 0)
+    await waitUntil(async () => !(await world.requestPresent()), 10_000, () => 'the request was not claimed during the update')
+    const queued = await world.readListenerJson()
+    assert.deepEqual((queued?.queue as Array<{request_id?: string}> | undefined)?.map((item) => item.request_id), ['queued'], JSON.stringify(queued))
+    assert.equal(queued?.request_id, 'slow')
     const results = await collectResults(world, ['slow', 'queued'], 120_000)
     assert.equal(results.get('slow')?.to_commit, slowSha)
     assert.equal(results.get('queued')?.status, 'success')

@@ -99,12 +99,13 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
   })
 
   it('comes up while opencode is frozen (SIGSTOP), reports it unhealthy, and 20 planted claims do not delay a real request', async () => {
-    // Planted while no listener runs: claims of a pid that is not alive.
-    const plant = await world.containerSh(
-      'for i in $(seq 1 20); do printf \'{"command":"update_opencode","request_id":"planted-%s"}\' "$i" > "$1/update-command.claimed.999999-$(printf %016x "$i").json"; done',
-      ['/home/opencoder/.local/state/opencode/opencode-cloud/commands'],
-    )
-    assert.equal(plant.exitCode, 0, plant.stderr)
+    // Planted while no listener runs (it has not run yet): claims of a pid that is not alive.
+    await fs.mkdir(world.commandsDir, {recursive: true})
+    for (let i = 1; i <= 20; i++) {
+      const name = `update-command.claimed.999999-${i.toString(16).padStart(16, '0')}.json`
+      await fs.writeFile(path.join(world.commandsDir, name), JSON.stringify({command: 'update_opencode', request_id: `planted-${i}`}))
+    }
+
     const pid = await opencodePid()
     await world.containerSh('kill -STOP "$1"', [pid], 'root')
     try {

@@ -522,3 +522,18 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
   })
 })
 
+
+describe('update plan: sandbox text', () => {
+  it('a build writing 4 MiB lines with escapes: output cleaned and capped line by line, the message bounded and clean', async () => {
+    const sandbox = new FakeSandbox()
+    const hostile = `\u001B]0;owned\u0007\u001B[2J${'x'.repeat(4 * 1024 * 1024)}\n`
+    sandbox.builds[SHA.fail].output = [hostile]
+    sandbox.branches.dev = SHA.fail
+    const lines: string[] = []
+    const outcome = await plan(sandbox, {}, {onOutput: (line) => lines.push(line)})
+    assert.equal(outcome.error?.code, 'BUILD_FAILED')
+    assert.ok(lines.every((line) => Buffer.byteLength(line) <= 4096 && !line.includes('\u001B')))
+    assert.ok(Buffer.byteLength(outcome.message) <= 4096)
+    assert.ok(!outcome.message.includes('\u001B'))
+  })
+})

@@ -13,7 +13,7 @@ import {performance} from 'node:perf_hooks'
 
 import type {OccConfig} from '../../config/schema.js'
 import {ContainerMissingError, ContainerNotRunningError, OccError, TimeoutError, errorMessage} from '../../errors.js'
-import {cleanLine} from '../../protocol/text.js'
+import {cleanLine, resultMessage} from '../../protocol/text.js'
 import type {ExecOptions, ExecResult, RestartMethod, Runtime} from '../runtime.js'
 import {UPDATE_STEPS, type StepTiming, type UpdateOutcome, type UpdateProgress, type UpdateRequest, type UpdateStep} from '../update-types.js'
 import {UpdateCancelledError, UpdateFailedError} from './errors.js'
@@ -160,6 +160,8 @@ class UpdateRun {
       await this.cleanup()
     }
 
+    // The message carries sandbox text (git, the build, opencode's answers): clean and bounded.
+    this.outcome.message = resultMessage(this.outcome.message)
     // toCommit is what is installed now: the target after a good update, else what was there.
     if (installed) this.outcome.toCommit = installed
     this.outcome.finishedAt = new Date().toISOString()
