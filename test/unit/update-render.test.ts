@@ -55,7 +55,7 @@ describe('update: rendering', () => {
     const outcome = await runWithProgress(
       (progress) => {
         during = process.listenerCount('SIGINT')
-        return runUpdatePlan(sandbox, config, {}, progress, FAST)
+        return runUpdatePlan(sandbox, config, {}, progress, {...FAST, store: sandbox.store})
       },
       'simple',
       out.stream,
@@ -77,7 +77,7 @@ describe('update: rendering', () => {
     const sandbox = new FakeSandbox()
     sandbox.branches.dev = SHA.old
     const out = capture()
-    await runWithProgress((progress) => runUpdatePlan(sandbox, config, {}, progress, FAST), 'simple', out.stream)
+    await runWithProgress((progress) => runUpdatePlan(sandbox, config, {}, progress, {...FAST, store: sandbox.store}), 'simple', out.stream)
     const text = out.text()
     assert.match(text, /Compare with the installed commit: already at 1111111/)
     for (const hidden of ['Fetch', 'Build', 'Switch', 'Restart', 'Roll back', 'Prune']) assert.doesNotMatch(text, new RegExp(hidden))
@@ -85,7 +85,8 @@ describe('update: rendering', () => {
 
   it('writes nothing when silent, and the outcome matches its schema', async () => {
     const out = capture()
-    const outcome = await runWithProgress((progress) => runUpdatePlan(new FakeSandbox(), config, {}, progress, FAST), 'silent', out.stream)
+    const fake = new FakeSandbox()
+    const outcome = await runWithProgress((progress) => runUpdatePlan(fake, config, {}, progress, {...FAST, store: fake.store}), 'silent', out.stream)
     assert.equal(out.text(), '')
     assert.equal(outcome.status, 'success')
     const parsed = updateOutcomeSchema.safeParse(outcome)
