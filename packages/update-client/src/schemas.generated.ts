@@ -54,6 +54,7 @@ export const listenerStatusSchema: JsonSchema = {
       "type": "string",
       "enum": [
         "preflight",
+        "repair",
         "resolve",
         "compare",
         "fetch",

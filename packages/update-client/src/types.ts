@@ -4,7 +4,7 @@
  * JSON Schemas generated from those same zod schemas.
  */
 
-export type UpdateStep = 'activate' | 'build' | 'compare' | 'fetch' | 'preflight' | 'prune' | 'resolve' | 'restart' | 'rollback'
+export type UpdateStep = 'activate' | 'build' | 'compare' | 'fetch' | 'preflight' | 'prune' | 'repair' | 'resolve' | 'restart' | 'rollback'
 
 /** update-command.json, as written by the web UI. */
 export interface UpdateCommand {
