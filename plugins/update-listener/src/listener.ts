@@ -256,7 +256,8 @@ export class UpdateListener {
     } finally {
       // The update in progress finishes or stops safely (bounded by the shutdown grace); what
       // waited in the queue is answered; answers not written yet get a last try.
-      await this.working
+      // Bounded: an update bounds itself by the shutdown grace; the repair at start is let go.
+      if (this.working) await Promise.race([this.working, delay(this.options.shutdownGraceMs, new AbortController().signal)])
       if (!this.fatal) {
         await this.answerQueueOnStop().catch((error: unknown) => this.warnOnce(errorMessage(error)))
         await this.flushOutbox(true).catch((error: unknown) => this.warnOnce(errorMessage(error)))
