@@ -257,7 +257,12 @@ export class UpdateListener {
       // The update in progress finishes or stops safely (bounded by the shutdown grace); what
       // waited in the queue is answered; answers not written yet get a last try.
       // Bounded: an update bounds itself by the shutdown grace; the repair at start is let go.
-      if (this.working) await Promise.race([this.working, delay(this.options.shutdownGraceMs, new AbortController().signal)])
+      if (this.working) {
+        const letGo = new AbortController()
+        await Promise.race([this.working, delay(this.options.shutdownGraceMs, letGo.signal).then(() => 'deadline')])
+        letGo.abort() // clears the timer: nothing of ours may keep the process alive
+      }
+
       if (!this.fatal) {
         await this.answerQueueOnStop().catch((error: unknown) => this.warnOnce(errorMessage(error)))
         await this.flushOutbox(true).catch((error: unknown) => this.warnOnce(errorMessage(error)))
