@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {claimFileName, LISTENER_FILE, listenerStatusSchema, REQUEST_FILE, RESULT_FILE, writeFileNoFollow} from 'opencode-cloud'
+import {claimFileName, LISTENER_FILE, listenerStatusSchema, REQUEST_FILE, RESULT_FILE, writeFileNoFollow} from 'opencode-cloud/internal'
 
 import {exists, fakeUpdate, makeWorld, sleep, waitFor, type World} from './helpers.js'
 
