@@ -50,9 +50,11 @@ export const ERROR_CODES = {
   DOCKER_ERROR: {actions: ['See the sandbox: occ status'], exit: ExitCode.failure},
   CONTAINER_MISSING: {actions: ['Create and start it with: occ start'], exit: ExitCode.containerMissing},
   CONTAINER_NOT_RUNNING: {actions: ['Start it with: occ start'], exit: ExitCode.containerMissing},
+  // The container exited while occ waited for it: not a timeout, and not "missing" either.
+  SANDBOX_STOPPED: {actions: ['See why in the full logs: occ logs --no-follow'], exit: ExitCode.containerMissing},
   CONTAINER_CREATE_FAILED: {actions: ['Try again: occ start'], exit: ExitCode.failure},
   IMAGE_UNAVAILABLE: {actions: ['Check the image: occ config get image'], exit: ExitCode.failure},
-  PORT_IN_USE: {actions: ['Pick another port: occ start --port <port> (or occ config set port <port>)'], exit: ExitCode.failure},
+  PORT_IN_USE: {actions: ['Pick another port: occ start --port <port> (to keep it: occ config set port <port>)'], exit: ExitCode.failure},
   VOLUME_NOT_OURS: {actions: [], exit: ExitCode.failure},
   VOLUME_IN_USE: {actions: [], exit: ExitCode.failure},
   LOGS_FAILED: {actions: [], exit: ExitCode.failure},
@@ -183,6 +185,14 @@ export class ContainerNotRunningError extends OccError {
   constructor(containerName: string, options: OccErrorOptions = {}) {
     super('CONTAINER_NOT_RUNNING', `The sandbox container '${containerName}' is not running.`, options)
     this.name = 'ContainerNotRunningError'
+  }
+}
+
+/** The container exited while occ waited for it (starting, restarting, updating): not a timeout. */
+export class SandboxStoppedError extends OccError {
+  constructor(message: string, options: OccErrorOptions = {}) {
+    super('SANDBOX_STOPPED', message, options)
+    this.name = 'SandboxStoppedError'
   }
 }
 

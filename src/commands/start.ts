@@ -14,13 +14,19 @@ While nobody can log in yet (no login user, allow_unauthenticated_network false)
 
 Uses the configured image when it is present locally, else pulls it. Creates the volumes and the container when missing; a container that already runs is left as it is. With --no-daemon occ stays in the foreground (this is what the service runs) and the update listener handles the web UI's update requests until the container stops or occ gets SIGINT/SIGTERM.`
 
-  static override examples = ['<%= config.bin %> start', '<%= config.bin %> start --port 3100', '<%= config.bin %> start --no-daemon']
+  static override examples = ['<%= config.bin %> start', '<%= config.bin %> start --port 3100', '<%= config.bin %> start --recreate', '<%= config.bin %> start --no-daemon']
 
   static override flags = {
     mount: Flags.string({description: 'Extra bind mount host:container[:ro] for a new container (repeatable).', multiple: true}),
     'no-daemon': Flags.boolean({description: 'Stay in the foreground and run the update listener (used by the service).'}),
     'no-mounts': Flags.boolean({description: "Ignore the config's bind mounts when creating the container."}),
-    port: Flags.integer({char: 'p', description: 'Host port for opencode (default: opencode_web_port from the config).', max: 65_535, min: 1}),
+    port: Flags.integer({
+      char: 'p',
+      description: 'Host port for opencode (default: opencode_web_port from the config). An existing container on another port is recreated (volumes kept).',
+      max: 65_535,
+      min: 1,
+    }),
+    recreate: Flags.boolean({description: 'Remove the existing container first and create it again, so changes of port, mounts, image or env apply (volumes are kept).'}),
   }
 
   async run(): Promise<StartOutput> {
@@ -29,12 +35,13 @@ Uses the configured image when it is present locally, else pulls it. Creates the
       mounts: this.flags.mount,
       noMounts: this.flags['no-mounts'],
       onProgress: (message) => this.note(message),
+      onWarning: (message) => this.warn(message),
       port: this.flags.port,
+      recreate: this.flags.recreate,
       // Service mode: the listener repairs (it must come up whatever opencode's health).
       repair: !this.flags['no-daemon'],
       waitFor: this.flags['no-daemon'] ? 'running' : 'ready',
     })
-    for (const warning of result.warnings) this.warn(warning)
     this.render(result)
     if (!this.flags['no-daemon']) {
       const resumed = await resumeInstalledService(host)

@@ -18,10 +18,28 @@ const ipLike = z.string().refine(
 
 const positiveInt = z.number().int().positive()
 
+/** Docker-style sizes: 512m, 4g, 1.5g, 2048k, or plain bytes. Parsed with parseMemoryLimit. */
+const MEMORY_LIMIT = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i
+const MEMORY_UNITS: Record<string, number> = {'': 1, g: 1024 ** 3, k: 1024, m: 1024 ** 2, t: 1024 ** 4}
+/** Docker refuses less than 6 MiB for a container. */
+export const MIN_MEMORY_BYTES = 6 * 1024 * 1024
+
+/** Bytes for a memory_limit value (undefined when it does not parse). */
+export function parseMemoryLimit(text: string): number | undefined {
+  const match = MEMORY_LIMIT.exec(text.trim())
+  if (!match) return undefined
+  const bytes = Math.floor(Number(match[1]) * MEMORY_UNITS[match[2].toLowerCase()])
+  return Number.isSafeInteger(bytes) ? bytes : undefined
+}
+
+/** Default pids limit when pids_limit is not set: room for builds and language servers, not for a fork bomb. */
+export const DEFAULT_PIDS_LIMIT = 4096
+
 /**
  * The config file. Field names and defaults are the Rust occ's (reference §9), so the same
- * config.json works with both. Unknown keys are errors. `image` and `opencode_repo` are ours;
- * they are optional so a Rust-written file loads unchanged.
+ * config.json works with both. Unknown keys are errors. `image`, `opencode_repo` and the
+ * resource limits (`memory_limit`, `cpu_limit`, `pids_limit`) are ours; they are optional so a
+ * Rust-written file loads unchanged, and they are written only when set.
  */
 export const configSchema = z.strictObject({
   version: z.number().int().nonnegative(),
@@ -49,6 +67,12 @@ export const configSchema = z.strictObject({
   mounts: z.array(z.string()).optional(),
   image: z.string().min(1).optional(),
   opencode_repo: z.string().min(1).optional(),
+  memory_limit: z
+    .string()
+    .refine((value) => (parseMemoryLimit(value) ?? 0) >= MIN_MEMORY_BYTES, {error: 'must be a size of at least 6m, like 512m, 4g or 1.5g'})
+    .optional(),
+  cpu_limit: z.number().positive().max(1024).optional(),
+  pids_limit: z.number().int().min(64, {error: 'must be >= 64 (opencode and its tools need processes)'}).max(4_194_304).optional(),
 })
 
 export type ConfigFile = z.input<typeof configSchema>
@@ -56,6 +80,8 @@ export type ParsedConfig = z.output<typeof configSchema>
 
 /** The config as the rest of occ sees it: every default filled in. */
 export interface OccConfig extends Omit<ParsedConfig, 'image' | 'mounts' | 'opencode_repo'> {
+  // memory_limit, cpu_limit and pids_limit stay optional: unset means Docker's default (memory,
+  // CPU) or DEFAULT_PIDS_LIMIT.
   image: string
   mounts: string[]
   opencode_repo: string
@@ -76,6 +102,9 @@ export const CONFIG_KEY_ALIASES: Record<string, keyof OccConfig> = {
   rate_window: 'rate_limit_window_seconds',
   repo: 'opencode_repo',
   unauth_network: 'allow_unauthenticated_network',
+  cpus: 'cpu_limit',
+  memory: 'memory_limit',
+  pids: 'pids_limit',
   username: 'auth_username',
 }
 

@@ -179,6 +179,7 @@ export function resolveConfigKey(key: string): keyof OccConfig {
   return resolved as keyof OccConfig
 }
 
+const OPTIONAL_LIMITS = new Set<keyof OccConfig>(['cpu_limit', 'memory_limit', 'pids_limit'])
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on'])
 const FALSE_WORDS = new Set(['0', 'false', 'no', 'off'])
 
@@ -193,7 +194,22 @@ export function applyConfigValue(config: OccConfig, key: keyof OccConfig, text: 
   if (key === 'version') throw new ConfigError('version is managed by occ and cannot be set.')
   const current = config[key]
   let value: unknown
-  if (typeof current === 'boolean') {
+  if (OPTIONAL_LIMITS.has(key) && text.trim() === '') {
+    // An empty value unsets a limit (back to the default; the field leaves the file).
+    const next = {...config}
+    delete next[key]
+    return next
+  }
+
+  if (key === 'cpu_limit') {
+    if (!/^\d+(\.\d+)?$/.test(text.trim())) throw new ConfigError(`cpu_limit must be a number of CPUs, like 2 or 1.5 (got '${text}').`)
+    value = Number(text.trim())
+  } else if (key === 'pids_limit') {
+    if (!/^\d+$/.test(text.trim())) throw new ConfigError(`pids_limit must be a whole number (got '${text}').`)
+    value = Number(text.trim())
+  } else if (key === 'memory_limit') {
+    value = text.trim()
+  } else if (typeof current === 'boolean') {
     const lower = text.trim().toLowerCase()
     if (TRUE_WORDS.has(lower)) value = true
     else if (FALSE_WORDS.has(lower)) value = false

@@ -2,7 +2,7 @@ import type Docker from 'dockerode'
 
 import type {ResourceNames, VolumeKey} from '../config/instance.js'
 import type {MountSpec} from '../config/mounts.js'
-import type {OccConfig} from '../config/schema.js'
+import {DEFAULT_PIDS_LIMIT, parseMemoryLimit, type OccConfig} from '../config/schema.js'
 
 export const CONTAINER_PORT = '3000/tcp'
 export const WORKDIR = '/home/opencoder/workspace'
@@ -49,8 +49,23 @@ export function urlHost(address: string): string {
 }
 
 /**
+ * Capabilities the sandbox never needs (Docker grants them by default): device nodes, raw
+ * sockets, chroot, file capabilities and changing capability sets. SYS_ADMIN is not granted by
+ * default; it is listed so no daemon default can bring it in. Kept (the entrypoint and occ's
+ * update steps need them): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETUID, SETGID,
+ * NET_BIND_SERVICE, AUDIT_WRITE.
+ */
+export const DROPPED_CAPABILITIES = ['MKNOD', 'NET_RAW', 'SYS_ADMIN', 'SYS_CHROOT', 'SETFCAP', 'SETPCAP']
+
+/** The container log on the host: json-file, rotated, at most LOG_MAX_FILES × LOG_MAX_SIZE. */
+export const LOG_MAX_SIZE = '5m'
+export const LOG_MAX_FILES = 3
+
+/**
  * The container as the Rust occ creates it in its non-systemd mode, plus `container_env`
  * (which the Rust occ stores but never passes). Not privileged: the sandbox runs an AI agent.
+ * Hardened: no-new-privileges (no setuid/sudo path to root inside), DROPPED_CAPABILITIES, a pids
+ * limit, log rotation, and the optional memory/CPU limits from the config.
  */
 export function buildContainerSpec(input: ContainerSpecInput): Docker.ContainerCreateOptions {
   const {bindMounts, config, names} = input
@@ -77,14 +92,20 @@ export function buildContainerSpec(input: ContainerSpecInput): Docker.ContainerC
     )
   }
 
+  const memory = config.memory_limit === undefined ? undefined : parseMemoryLimit(config.memory_limit)
   return {
     Env: env,
     ExposedPorts: {[CONTAINER_PORT]: {}},
     HostConfig: {
       AutoRemove: false,
-      CapAdd: ['SETUID', 'SETGID'],
+      CapDrop: [...DROPPED_CAPABILITIES],
+      LogConfig: {Config: {'max-file': String(LOG_MAX_FILES), 'max-size': LOG_MAX_SIZE}, Type: 'json-file'},
       Mounts: [...volumeMounts, ...binds],
+      PidsLimit: config.pids_limit ?? DEFAULT_PIDS_LIMIT,
       PortBindings: {[CONTAINER_PORT]: [{HostIp: normalizeBindAddress(config.bind_address), HostPort: String(input.port)}]},
+      SecurityOpt: ['no-new-privileges:true'],
+      ...(memory === undefined ? {} : {Memory: memory, MemorySwap: memory}),
+      ...(config.cpu_limit === undefined ? {} : {NanoCpus: Math.round(config.cpu_limit * 1e9)}),
     },
     Hostname: names.hostname,
     Image: input.image,

@@ -12,6 +12,7 @@ import {CONTAINER_PORT, reachableAddress, urlHost} from '../docker/container-spe
 import {execInContainer} from '../docker/exec.js'
 import {ContainerMissingError, ContainerNotRunningError, OccError} from '../errors.js'
 import {AsyncQueue} from './async-queue.js'
+import {DEFAULT_SANDBOX_USER, firstTarFile, parsePasswdUser, type SandboxUser} from './mount-ownership.js'
 import {probeHttpHealth} from './http-probe.js'
 import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv} from './restart.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
@@ -131,6 +132,29 @@ export class HostRuntime implements HostRuntimeApi {
     }
 
     yield* this.dockerLogLines(spec, spec.broker, signal)
+  }
+
+  /**
+   * The image's opencoder uid/gid, read from the container's /etc/passwd through the archive
+   * endpoint (works on a created, not yet started container; runs nothing). 1000:1000 when the
+   * image has no such user or the file cannot be read.
+   */
+  async sandboxUser(): Promise<SandboxUser> {
+    try {
+      const stream = (await this.container().getArchive({path: '/etc/passwd'})) as NodeJS.ReadableStream
+      const chunks: Buffer[] = []
+      let size = 0
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        size += chunk.length
+        if (size > 1024 * 1024) break
+        chunks.push(chunk)
+      }
+
+      const file = firstTarFile(Buffer.concat(chunks), 512 * 1024)
+      return (file && parsePasswdUser(file.toString('utf8'), 'opencoder')) ?? DEFAULT_SANDBOX_USER
+    } catch {
+      return DEFAULT_SANDBOX_USER
+    }
   }
 
   /** Bind mounts of the existing container: what is really mounted, not what the config says. */

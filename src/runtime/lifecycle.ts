@@ -1,12 +1,15 @@
 import fs from 'node:fs/promises'
 import {performance} from 'node:perf_hooks'
 
+import type Docker from 'dockerode'
+
 import {buildContainerSpec} from '../docker/container-spec.js'
 import {ensureImage} from '../docker/image.js'
-import {dedupeMounts, formatMountSpec, parseMountSpec, type MountSpec} from '../config/mounts.js'
+import {dedupeMounts, defaultMounts, formatMountSpec, parseMountSpec, type MountSpec} from '../config/mounts.js'
 import {isNotFound} from '../docker/connection.js'
 import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
-import type {HostRuntime} from './host-runtime.js'
+import {bindMountSpecs, type HostRuntime} from './host-runtime.js'
+import {applyOwnership, mountDirFacts, planMountOwnership} from './mount-ownership.js'
 import {waitUntilReady, type Readiness, type ReadinessOptions} from './readiness.js'
 import {firstLogin, userStoreFor, type FirstLogin} from './users/host-users.js'
 import type {RestoreReport} from './users/store.js'
@@ -19,7 +22,11 @@ export interface StartOptions {
   mounts?: string[]
   /** Ignore the config's mounts. */
   noMounts?: boolean
+  /** Remove an existing container first (volumes kept) so port, mounts, image and env apply. */
+  recreate?: boolean
   onProgress?: (message: string) => void
+  /** Called for each warning as it is found (so it is seen even when the start then fails). */
+  onWarning?: (message: string) => void
   readiness?: Omit<ReadinessOptions, 'onProgress' | 'recentLogs'>
   env?: NodeJS.ProcessEnv
   /**
@@ -38,6 +45,8 @@ export interface StartResult {
   /** True when the container was already running: nothing was created or started. */
   alreadyRunning: boolean
   created: boolean
+  /** True when an existing container was removed and created again (--recreate, or --port changed). */
+  recreated: boolean
   image: string
   imagePulled: boolean
   port: number
@@ -86,10 +95,24 @@ function bindMountsMatch(a: MountSpec[], b: MountSpec[]): boolean {
   return a.length === b.length && b.every((mount) => left.has(key(mount)))
 }
 
+/** Why an existing container does not match what a new one would be (empty: it matches). */
+async function containerDrift(host: HostRuntime, info: Docker.ContainerInspectInfo, port: number, mounts: MountSpec[]): Promise<string[]> {
+  const drift: string[] = []
+  const state = await host.containerState()
+  if (state.hostPort !== port) drift.push(`it publishes port ${state.hostPort ?? 'none'}, not ${port}`)
+  if (!bindMountsMatch(bindMountSpecs(state.mounts), mounts)) drift.push('it has other bind mounts than the config')
+  if (info.Config?.Image !== host.config.image) drift.push(`it runs the image ${info.Config?.Image ?? 'unknown'}, not ${host.config.image}`)
+  const env = new Set(info.Config?.Env ?? [])
+  if (host.config.container_env.some((entry) => !env.has(entry))) drift.push('its environment lacks entries of container_env')
+  return drift
+}
+
 /**
  * Makes sure the sandbox runs and is ready: image (present, else pulled), volumes, container
- * (created when missing), started, then opencode healthy and the broker ready. A container
- * that already runs is left as it is; differences from the config are reported as warnings.
+ * (created when missing), started, then opencode healthy and the broker ready. A container that
+ * already runs is left as it is; differences from the config are reported as warnings, unless
+ * --recreate (or an explicit --port that differs) asks to create it again (volumes are kept).
+ * A container this call created and could not start is removed again.
  */
 export async function startSandbox(host: HostRuntime, options: StartOptions = {}): Promise<StartResult> {
   const progress = options.onProgress ?? (() => {})
@@ -97,24 +120,34 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
   const port = options.port ?? config.opencode_web_port
   if (port < 1 || port > 65_535) throw new UsageError(`Port ${port} is out of range.`)
   const warnings: string[] = []
-  const {mounts, warnings: mountWarnings} = await resolveBindMounts(config.mounts, options.mounts ?? [], options.noMounts ?? false)
-  warnings.push(...mountWarnings)
-
-  let info = await host.inspect()
-  let created = false
-  let imagePulled = false
-  const alreadyRunning = Boolean(info?.State.Running)
-  if (info && alreadyRunning) {
-    const state = await host.containerState()
-    if (state.hostPort !== port) {
-      warnings.push(`The container publishes port ${state.hostPort ?? 'none'}, not ${port}. To change it: occ stop --remove && occ start`)
-    }
-
-    if (!bindMountsMatch(await host.bindMounts(), mounts)) {
-      warnings.push('The container was created with other bind mounts than the config has now. To apply them: occ stop --remove && occ start')
+  const warn = (...messages: string[]): void => {
+    for (const message of messages) {
+      warnings.push(message)
+      options.onWarning?.(message)
     }
   }
 
+  const {mounts, warnings: mountWarnings} = await resolveBindMounts(config.mounts, options.mounts ?? [], options.noMounts ?? false)
+  warn(...mountWarnings)
+
+  let info = await host.inspect()
+  let created = false
+  let recreated = false
+  let imagePulled = false
+  if (info) {
+    const drift = await containerDrift(host, info, port, mounts)
+    const portChanged = options.port !== undefined && drift.some((reason) => reason.startsWith('it publishes port'))
+    if (options.recreate || portChanged) {
+      progress(`Recreating container ${names.container} (volumes are kept)${drift.length > 0 ? `: ${drift.join('; ')}` : ''}`)
+      await stopSandbox(host, {remove: true, timeoutSeconds: 30})
+      info = undefined
+      recreated = true
+    } else if (drift.length > 0) {
+      warn(`The existing container differs from the config (${drift.join('; ')}). To apply the config: occ start --recreate`)
+    }
+  }
+
+  const alreadyRunning = Boolean(info?.State.Running)
   if (!info) {
     progress(`Checking the image ${config.image}`)
     imagePulled = (await ensureImage(host.docker, config.image, progress)) === 'pulled'
@@ -127,6 +160,7 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     const spec = buildContainerSpec({bindMounts: mounts, cloudEnv: env.OPENCODE_CLOUD_ENV || undefined, config, image: config.image, names, port})
     try {
       await host.docker.createContainer(spec)
+      created = true
     } catch (error) {
       if ((error as {statusCode?: number}).statusCode === 409) {
         // Another occ created it between our inspect and create: use theirs.
@@ -135,33 +169,44 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
       }
     }
 
-    created = true
     info = await host.inspect()
   }
 
   if (!info) throw new OccError('CONTAINER_CREATE_FAILED', `Container ${names.container} vanished right after it was created.`)
   if (!info.State.Running) {
+    warn(...(await prepareMountDirs(host, bindMountSpecs((await host.containerState()).mounts))))
     progress(`Starting container ${names.container}`)
     try {
       await host.container().start()
     } catch (error) {
       // 304: already started (a concurrent start won the race).
-      if ((error as {statusCode?: number}).statusCode !== 304) throw mapCreateError(error, port)
+      if ((error as {statusCode?: number}).statusCode !== 304) {
+        // A container we created and could not start would keep its (wrong) port binding and
+        // make the next start fail: remove it. One that existed before is left for the user.
+        if (created) await host.container().remove({force: true}).catch(() => {})
+        throw mapCreateError(error, port)
+      }
     }
   }
 
   const repair = options.repair === false ? undefined : await repairAtStart(host, progress)
-  if (repair?.kind === 'busy' || repair?.kind === 'failed') warnings.push(repair.message)
+  if (repair?.kind === 'busy' || repair?.kind === 'failed') warn(repair.message)
   let readiness: Readiness
   if (options.waitFor === 'running') {
     readiness = await readinessSnapshot(host)
   } else {
     progress('Waiting for opencode and the broker to be ready')
-    readiness = await waitUntilReady(host, {
-      ...options.readiness,
-      onProgress: progress,
-      recentLogs: () => recentLogLines(host, 20),
-    })
+    try {
+      readiness = await waitUntilReady(host, {
+        ...options.readiness,
+        onProgress: progress,
+        recentLogs: () => recentLogLines(host, 20),
+      })
+    } catch (error) {
+      // What occ warned about (a mount the sandbox cannot write, …) is the likely cause: say it first.
+      if (error instanceof OccError && warnings.length > 0) error.actions.unshift(...warnings)
+      throw error
+    }
   }
 
   // In service mode opencode may not be up yet: a user that cannot be restored now is a warning
@@ -185,6 +230,7 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     imagePulled,
     port: state.hostPort ?? port,
     readiness,
+    recreated,
     url: (await host.opencodeUrl()) ?? null,
     users,
     warnings,
@@ -240,11 +286,25 @@ async function readinessSnapshot(host: HostRuntime): Promise<Readiness> {
   }
 }
 
+/**
+ * Before the container starts: default mount dirs occ made as root are handed to the image's
+ * sandbox user; any other dir the sandbox cannot write gets a warning (never a chown).
+ */
+async function prepareMountDirs(host: HostRuntime, mounts: MountSpec[]): Promise<string[]> {
+  if (mounts.length === 0) return []
+  const defaults = new Set(defaultMounts(host.paths))
+  const facts = await mountDirFacts(mounts, defaults)
+  const occUid = process.getuid?.() ?? -1
+  const user = await host.sandboxUser()
+  const plan = planMountOwnership(facts, occUid, user)
+  return [...plan.warnings, ...(await applyOwnership(plan, user))]
+}
+
 function mapCreateError(error: unknown, port: number): OccError {
   const message = errorMessage(error)
   if (/port is already allocated|address already in use/i.test(message)) {
     return new OccError('PORT_IN_USE', `Port ${port} is already in use.`, {
-      actions: [`Stop what uses port ${port}, or pick another: occ start --port <port> (or occ config set port <port>)`],
+      actions: [`Stop what uses port ${port}, or pick another: occ start --port <port> (to keep it: occ config set port <port>, then occ start --recreate)`],
       cause: error,
     })
   }

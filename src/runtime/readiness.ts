@@ -1,7 +1,7 @@
 import {setTimeout as delay} from 'node:timers/promises'
 
-import {TimeoutError} from '../errors.js'
-import type {Runtime} from './runtime.js'
+import {OccError, SandboxStoppedError, TimeoutError} from '../errors.js'
+import type {ContainerState, Runtime} from './runtime.js'
 import {mapBrokerHealth, mapOpencodeHealth, parseSandboxFacts, SANDBOX_FACTS_SCRIPT, type BrokerHealth, type OpencodeHealth} from './status.js'
 
 export interface ReadinessOptions {
@@ -32,10 +32,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   while (true) {
     options.signal?.throwIfAborted()
     const state = await runtime.containerState()
-    if (!state.running) {
-      throw await readinessError(`The sandbox container stopped while starting (status ${state.status}, exit ${state.exitCode ?? '?'}).`, options)
-    }
-
+    if (!state.running) throw await stoppedError(state, options)
     opencode = mapOpencodeHealth(await runtime.probeHealth(Math.min(2000, interval * 8)))
     if (opencode.state === 'healthy') break
     if (opencode.label !== lastLabel) options.onProgress?.(`opencode: ${opencode.label}`)
@@ -57,9 +54,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
     const result = await runtime.exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'}).catch(() => undefined)
     if (!result) {
       const state = await runtime.containerState()
-      if (!state.running) {
-        throw await readinessError(`The sandbox container stopped while starting (status ${state.status}, exit ${state.exitCode ?? '?'}).`, options)
-      }
+      if (!state.running) throw await stoppedError(state, options)
     }
 
     const facts = result ? parseSandboxFacts(result.stdout) : {}
@@ -77,10 +72,33 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   return {broker, elapsedMs: Date.now() - started, opencode}
 }
 
+/** The container is gone or exited: say so at once, with its exit code and last log lines. */
+async function stoppedError(state: ContainerState, options: ReadinessOptions): Promise<SandboxStoppedError> {
+  const how = state.exists ? `exit ${state.exitCode ?? '?'}` : 'the container was removed'
+  return withLogs(SandboxStoppedError, `The sandbox stopped while starting (${how}).`, options, [
+    'See why in the full logs: occ logs --no-follow',
+    'If the image or a mount is broken, fix it and recreate the container: occ start --recreate',
+  ])
+}
+
 async function readinessError(message: string, options: ReadinessOptions, extraActions: string[] = []): Promise<TimeoutError> {
+  return withLogs(TimeoutError, message, options, [
+    ...extraActions,
+    'See the full logs with: occ logs',
+    'If the image is broken, recreate the container: occ start --recreate',
+  ])
+}
+
+async function withLogs<E extends OccError>(
+  Kind: new (message: string, options: {actions: string[]}) => E,
+  message: string,
+  options: ReadinessOptions,
+  actions: string[],
+): Promise<E> {
   const lines = options.recentLogs ? await options.recentLogs().catch(() => []) : []
-  const logs = lines.length > 0 ? `\nRecent container logs:\n${lines.map((line) => `  ${line}`).join('\n')}` : ''
-  return new TimeoutError(`${message}${logs}`, {
-    actions: [...extraActions, 'See the full logs with: occ logs', 'If the image is broken, remove the container and start again: occ stop --remove && occ start'],
-  })
+  // Container output is sandbox text: no control characters reach the terminal.
+  // eslint-disable-next-line no-control-regex
+  const clean = lines.map((line) => line.replaceAll(/[\u0000-\u001F\u007F-\u009F]/g, '').slice(0, 400))
+  const logs = clean.length > 0 ? `\nLast container log lines:\n${clean.map((line) => `  ${line}`).join('\n')}` : ''
+  return new Kind(`${message}${logs}`, {actions})
 }

@@ -23,6 +23,7 @@ export interface BrokerHealth {
 
 /** Facts read inside the sandbox in one exec. Everything here came from the sandbox: untrusted. */
 export interface SandboxFacts {
+  /** The installed version as recorded in /opt/opencode/VERSION (never by running opencode). */
   opencodeVersion?: string
   commit?: string
   imageVersion?: string
@@ -34,9 +35,14 @@ export interface SandboxFacts {
   iotp?: IotpInfo
 }
 
-/** One exec answers every in-sandbox question (an exec costs ~50 ms). Constant text, no input. */
+/**
+ * One exec answers every in-sandbox question (an exec costs ~50 ms): one `key=value` line per
+ * fact, so more facts can be added to the same script. Constant text, no input. It never runs
+ * opencode (`opencode --version` of the real binary costs 1.3–2.5 s of CPU): the version comes
+ * from the health body, or from the VERSION file a release records when opencode is down.
+ */
 export const SANDBOX_FACTS_SCRIPT = [
-  'printf "version=%s\\n" "$(/opt/opencode/bin/opencode --version 2>/dev/null | head -n 1)"',
+  'printf "version=%s\\n" "$(head -c 200 /opt/opencode/VERSION 2>/dev/null | head -n 1)"',
   'printf "commit=%s\\n" "$(head -c 200 /opt/opencode/COMMIT 2>/dev/null | head -n 1)"',
   'printf "image_version=%s\\n" "$(head -c 200 /etc/opencode-cloud-version 2>/dev/null | head -n 1)"',
   'if [ -d /run/systemd/system ]; then systemctl is-active --quiet opencode-broker.service && echo broker_process=1 || echo broker_process=0;' +
@@ -218,8 +224,9 @@ export async function collectStatus(runtime: Runtime, options: CollectOptions = 
   ])
   view.opencode.url = url ?? null
   view.opencode.health = mapOpencodeHealth(probe)
+  // The running opencode's own word first; the recorded VERSION only when it does not answer.
+  view.opencode.version = view.opencode.health.version ?? facts?.opencodeVersion ?? null
   if (facts) {
-    view.opencode.version = facts.opencodeVersion ?? null
     view.opencode.commit = facts.commit ?? null
     view.opencode.commitShort = facts.commit?.slice(0, 7) ?? null
     view.opencode.unverifiedRelease = facts.unverifiedRelease

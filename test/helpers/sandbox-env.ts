@@ -12,6 +12,11 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const OCC_BIN = path.join(REPO_ROOT, 'bin/run.js')
 /** The fixture image's tag (OCC_FIXTURE_IMAGE overrides it; see repo-helpers.mjs). */
 export const FIXTURE_IMAGE = process.env.OCC_FIXTURE_IMAGE || 'opencode-cloud-sandbox-fixture:latest'
+/** The test image with the real opencode binary (scripts/fixture-build-real.mjs; OCC_REAL_IMAGE overrides it). */
+export const REAL_IMAGE = process.env.OCC_REAL_IMAGE || 'opencode-cloud-sandbox-real:latest'
+/** The real image's opencode version, and the prebuilt binaries its opencode-build recipe installs from. */
+export const REAL_OPENCODE_VERSION = '1.18.34'
+export const REAL_DIST_DIR = path.join(REPO_ROOT, '.cache', 'opencode-dist')
 
 /**
  * An isolated world for one integration test: its own sandbox instance name, its own HOME and
@@ -96,9 +101,9 @@ export async function createSandboxEnv(label = 't', options: {instance?: string}
   return sandbox
 }
 
-/** Writes a config for this world that uses the fixture image and a free port. */
-export async function useFixtureImage(sandbox: SandboxEnv, extra: Record<string, string> = {}): Promise<void> {
-  const settings = {image: FIXTURE_IMAGE, opencode_web_port: String(sandbox.port), ...extra}
+/** Writes a config for this world that uses the fixture image (or `image`) and a free port. */
+export async function useFixtureImage(sandbox: SandboxEnv, extra: Record<string, string> = {}, image = FIXTURE_IMAGE): Promise<void> {
+  const settings = {image, opencode_web_port: String(sandbox.port), ...extra}
   for (const [key, value] of Object.entries(settings)) {
     const result = await sandbox.occ(['config', 'set', key, value])
     if (result.exitCode !== 0) throw new Error(`occ config set ${key} failed: ${result.stderr}`)

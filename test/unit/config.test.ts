@@ -297,6 +297,18 @@ describe('config', () => {
       assert.equal(reloaded.image, 'opencode-cloud-sandbox-fixture:latest')
     })
 
+    it('writes memory_limit, cpu_limit and pids_limit only when set, and they load back', async () => {
+      const {config} = await loadConfig(world.paths)
+      await saveConfig(world.paths, config)
+      const plain = JSON.parse(await fs.readFile(world.paths.configFile, 'utf8'))
+      for (const key of ['memory_limit', 'cpu_limit', 'pids_limit']) assert.equal(key in plain, false, `${key} written while unset`)
+      await saveConfig(world.paths, {...config, cpu_limit: 2, memory_limit: '4g', pids_limit: 1000})
+      const written = JSON.parse(await fs.readFile(world.paths.configFile, 'utf8'))
+      assert.deepEqual([written.memory_limit, written.cpu_limit, written.pids_limit], ['4g', 2, 1000])
+      const {config: reloaded} = await loadConfig(world.paths)
+      assert.deepEqual([reloaded.memory_limit, reloaded.cpu_limit, reloaded.pids_limit], ['4g', 2, 1000])
+    })
+
     it('refuses to write an invalid config and leaves the file alone', async () => {
       const {config} = await loadConfig(world.paths)
       const before = await fs.readFile(world.paths.configFile, 'utf8')
@@ -323,6 +335,21 @@ describe('config', () => {
       expectConfigError(() => set('port', '3.5'), 'whole number')
       expectConfigError(() => set('port', '80'), 'Field: opencode_web_port', '>= 1024')
       expectConfigError(() => set('rate_limit_attempts', '0'), 'Field: rate_limit_attempts')
+    })
+
+    it('reads the resource limits, checks them, and unsets them with an empty value', () => {
+      assert.equal(set('memory_limit', '1.5g').memory_limit, '1.5g')
+      assert.equal(set('memory', '512m').memory_limit, '512m')
+      assert.equal(set('cpu_limit', '1.5').cpu_limit, 1.5)
+      assert.equal(set('pids_limit', '2048').pids_limit, 2048)
+      expectConfigError(() => set('memory_limit', 'lots'), 'Field: memory_limit', 'at least 6m')
+      expectConfigError(() => set('memory_limit', '1m'), 'Field: memory_limit')
+      expectConfigError(() => set('cpu_limit', '-1'), 'cpu_limit must be a number')
+      expectConfigError(() => set('cpu_limit', '0'), 'Field: cpu_limit')
+      expectConfigError(() => set('pids_limit', '10'), 'Field: pids_limit', '>= 64')
+      const limited = {...config, cpu_limit: 2, memory_limit: '4g', pids_limit: 100}
+      const cleared = applyConfigValue(applyConfigValue(applyConfigValue(limited, 'cpu_limit', ''), 'memory_limit', ' '), 'pids_limit', '')
+      assert.deepEqual([('cpu_limit' in cleared), ('memory_limit' in cleared), ('pids_limit' in cleared)], [false, false, false])
     })
 
     it('reads lists as JSON arrays or comma-separated text', () => {

@@ -124,13 +124,32 @@ describe('buildContainerSpec', () => {
     assert.deepEqual(env, ['A=1', 'OPENCODE_CLOUD_ENV=staging'])
   })
 
-  it('is not privileged, adds no capabilities beyond SETUID/SETGID, and is not auto-removed', () => {
+  it('is not privileged, adds no capabilities, drops the ones it never needs, no new privileges, and is not auto-removed', () => {
     const host = spec().HostConfig ?? {}
     assert.ok(!host.Privileged, 'the sandbox must not be privileged')
-    assert.deepEqual(host.CapAdd ?? [], ['SETUID', 'SETGID'])
+    assert.deepEqual(host.CapAdd ?? [], [])
+    for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(host.CapDrop?.includes(cap), `${cap} is not dropped`)
+    for (const cap of ['CHOWN', 'SETUID', 'SETGID', 'DAC_OVERRIDE', 'FOWNER', 'KILL']) assert.ok(!host.CapDrop?.includes(cap), `${cap} is needed`)
+    assert.deepEqual(host.SecurityOpt, ['no-new-privileges:true'])
     assert.ok(!host.AutoRemove)
     assert.equal(host.NetworkMode === 'host', false)
     assert.equal(host.PidMode === 'host', false)
+  })
+
+  it('rotates the json-file log and limits pids by default; no memory or CPU limit unless configured', () => {
+    const host = spec().HostConfig ?? {}
+    assert.deepEqual(host.LogConfig, {Config: {'max-file': '3', 'max-size': '5m'}, Type: 'json-file'})
+    assert.equal(host.PidsLimit, 4096)
+    assert.equal(host.Memory, undefined)
+    assert.equal(host.NanoCpus, undefined)
+  })
+
+  it('applies memory_limit, cpu_limit and pids_limit from the config', () => {
+    const host = spec({config: {cpu_limit: 1.5, memory_limit: '1.5g', pids_limit: 512}}).HostConfig ?? {}
+    assert.equal(host.Memory, 1.5 * 1024 ** 3)
+    assert.equal(host.MemorySwap, 1.5 * 1024 ** 3)
+    assert.equal(host.NanoCpus, 1_500_000_000)
+    assert.equal(host.PidsLimit, 512)
   })
 })
 

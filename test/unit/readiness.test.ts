@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {resourceNames} from '../../src/config/instance.js'
-import {ExitCode, TimeoutError} from '../../src/errors.js'
+import {ExitCode, SandboxStoppedError, TimeoutError} from '../../src/errors.js'
 import {waitUntilReady, type ReadinessOptions} from '../../src/runtime/readiness.js'
 import type {ContainerState, ExecResult, HealthProbe, Runtime} from '../../src/runtime/runtime.js'
 
@@ -106,7 +106,7 @@ describe('waitUntilReady', () => {
     assert.equal(error.exitCode, ExitCode.timeout)
     assert.match(error.message, /did not become healthy/)
     assert.match(error.message, /Unhealthy \(HTTP 503\)/)
-    assert.match(error.message, /Recent container logs:/)
+    assert.match(error.message, /Last container log lines:/)
     assert.match(error.message, /opencode: database locked/)
     assert.ok(error.actions.some((action) => action.includes('occ logs')), error.actions.join('\n'))
   })
@@ -145,9 +145,10 @@ describe('waitUntilReady', () => {
     const started = Date.now()
     const error = await rejection(waitUntilReady(runtime, {...fast, healthTimeoutMs: 30_000, recentLogs: async () => ['opencode: fatal: no config']}))
     assert.ok(Date.now() - started < 1000, 'waited for the timeout although the container had stopped')
-    assert.ok(error instanceof TimeoutError)
+    assert.ok(error instanceof SandboxStoppedError, `a dying container is not a timeout: ${String(error)}`)
+    assert.equal(error.code, 'SANDBOX_STOPPED')
+    assert.equal(error.exitCode, ExitCode.containerMissing)
     assert.match(error.message, /stopped while starting/)
-    assert.match(error.message, /exited/)
     assert.match(error.message, /exit 3/)
     assert.match(error.message, /opencode: fatal: no config/)
     assert.equal(calls.state, 3)

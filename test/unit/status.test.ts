@@ -309,8 +309,26 @@ describe('status model', () => {
       const {runtime} = fakeRuntime({hostPort: 3100}, {execFails: true})
       const view = await collectStatus(runtime)
       assert.equal(view.broker.health?.state, 'check_failed')
-      assert.equal(view.opencode.version, null)
+      assert.equal(view.opencode.version, '1.0.0', 'the version comes from the health body')
       assert.equal(view.image.version, 'label-1')
+    })
+
+    it("takes the version from the health body, and the recorded VERSION only while opencode does not answer", async () => {
+      const facts = `version=0.9.0\ncommit=${COMMIT}\nbroker_process=1\nbroker_socket=1\n`
+      const healthy = await collectStatus(fakeRuntime({hostPort: 3100}, {facts}).runtime)
+      assert.equal(healthy.opencode.version, '1.0.0')
+      const down = await collectStatus(fakeRuntime({hostPort: 3100}, {facts, probe: {kind: 'refused'}}).runtime)
+      assert.equal(down.opencode.health?.state, 'starting')
+      assert.equal(down.opencode.version, '0.9.0')
+    })
+
+    it('never runs opencode in the sandbox: one exec, reading files only', async () => {
+      const {calls, runtime} = fakeRuntime({hostPort: 3100}, {facts: ''})
+      await collectStatus(runtime)
+      assert.equal(calls.exec.length, 1)
+      const script = calls.exec[0].join(' ')
+      assert.doesNotMatch(script, /opencode(\s|")+--version|bin\/opencode(?!\/)/, script)
+      assert.match(script, /\/opt\/opencode\/VERSION/)
     })
 
     it('does not probe a stopped container', async () => {

@@ -23,7 +23,7 @@ export default class ConfigSet extends RuntimeCommand<typeof ConfigSet> {
     await saveConfig(this.paths, next)
     if (!this.flags.quiet && !this.jsonEnabled()) {
       this.log(`Set ${key} = ${JSON.stringify(next[key])}`)
-      this.logToStderr('Changes to the container (port, image, mounts, env) apply when it is recreated: occ stop --remove && occ start')
+      this.logToStderr('Changes to the container (port, image, mounts, env) apply when it is recreated: occ start --recreate')
     }
 
     return {key, restartRequired: true, value: next[key]}

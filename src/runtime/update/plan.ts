@@ -245,7 +245,7 @@ class UpdateRun {
       throw new UpdateFailedError(
         'UPDATE_NOT_SUPPORTED',
         `This image cannot build opencode: it has neither ${IMAGE_RECIPE} nor bun for the ${OPENCODE_USER} user.`,
-        {actions: ['Update the whole image instead: occ update container']},
+        {actions: ['Use a sandbox image that can build opencode (with an opencode-build recipe, or bun): occ config set image <image>, then occ start --recreate']},
       )
     }
 

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
+
+import type Docker from 'dockerode'
+import type {Result} from 'execa'
+
+import {defaultMounts} from '../../src/config/mounts.js'
+import {resolvePaths} from '../../src/config/paths.js'
+import {statusViewSchema} from '../../src/runtime/status-schema.js'
+import type {StatusView} from '../../src/runtime/status.js'
+import {
+  createSandboxEnv,
+  describeRun,
+  freePort,
+  REAL_IMAGE,
+  REAL_OPENCODE_VERSION,
+  useFixtureImage,
+  type SandboxEnv,
+} from '../helpers/sandbox-env.js'
+
+/*
+ * The real opencode (npm opencode-linux-x64) in an image shaped like the published one's tini
+ * mode: no supervisor, opencode takes seconds to start and writes into every bind-mounted dir.
+ * One shared container for the read-only scenarios; a second world for the ones that break or
+ * recreate containers.
+ */
+
+const PROVISION = 'Run `npm run fixture:build-real` first (npm test does it), and `npm run build` for the CLI.'
+
+function expectExit(result: Result, code: number): void {
+  assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
+  assert.equal(result.exitCode, code, describeRun(result))
+}
+
+function json<T = Record<string, unknown>>(result: Result): T {
+  try {
+    return JSON.parse(String(result.stdout)) as T
+  } catch {
+    assert.fail(`stdout is not JSON: ${describeRun(result)}`)
+  }
+}
+
+async function health(port: number): Promise<{healthy?: boolean; version?: string}> {
+  const response = await fetch(`http://127.0.0.1:${port}/global/health`, {signal: AbortSignal.timeout(5000)})
+  assert.equal(response.status, 200)
+  return (await response.json()) as {healthy?: boolean; version?: string}
+}
+
+/** Runs argv in the container through the Engine API (the test's own exec, not occ's). */
+async function execIn(docker: Docker, container: string, argv: string[], user = 'root'): Promise<{exitCode: number; output: string}> {
+  const exec = await docker.getContainer(container).exec({AttachStderr: true, AttachStdout: true, Cmd: argv, User: user})
+  const stream = await exec.start({hijack: true, stdin: false})
+  const chunks: Buffer[] = []
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+  await new Promise((resolve) => stream.on('end', resolve))
+  const {ExitCode} = await exec.inspect()
+  // Strip the 8-byte multiplexing headers.
+  const raw = Buffer.concat(chunks)
+  let output = ''
+  for (let offset = 0; offset + 8 <= raw.length; ) {
+    const size = raw.readUInt32BE(offset + 4)
+    output += raw.subarray(offset + 8, offset + 8 + size).toString('utf8')
+    offset += 8 + size
+  }
+
+  return {exitCode: ExitCode ?? -1, output}
+}
+
+/** The exec_create events Docker reports for `container` while `action` runs. */
+async function execsDuring(docker: Docker, containerId: string, action: () => Promise<unknown>): Promise<string[]> {
+  const stream = (await docker.getEvents({filters: {container: [containerId], event: ['exec_create'], type: ['container']}})) as NodeJS.ReadableStream & {
+    destroy(): void
+  }
+  const seen: string[] = []
+  let buffer = ''
+  stream.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString('utf8')
+    for (let nl = buffer.indexOf('\n'); nl !== -1; nl = buffer.indexOf('\n')) {
+      const event = JSON.parse(buffer.slice(0, nl)) as {Action?: string}
+      buffer = buffer.slice(nl + 1)
+      if (event.Action) seen.push(event.Action)
+    }
+  })
+  try {
+    await action()
+    await delay(500)
+  } finally {
+    stream.destroy()
+  }
+
+  return seen
+}
+
+async function statusJson(sandbox: SandboxEnv): Promise<StatusView> {
+  const result = await sandbox.occ(['status', '--json'])
+  expectExit(result, 0)
+  const parsed = statusViewSchema.safeParse(json(result))
+  assert.ok(parsed.success, `status --json does not match its schema: ${parsed.error?.message}`)
+  return parsed.data as StatusView
+}
+
+async function imageExists(docker: Docker): Promise<void> {
+  try {
+    await docker.getImage(REAL_IMAGE).inspect()
+  } catch (error) {
+    assert.fail(`The real image ${REAL_IMAGE} is missing (${(error as Error).message}). ${PROVISION}`)
+  }
+}
+
+describe('the real opencode in the sandbox (real image)', function () {
+  this.timeout(240_000)
+
+  describe('one sandbox with the default bind mounts, started as root', () => {
+    let sandbox: SandboxEnv
+    let containerId = ''
+
+    before(async () => {
+      sandbox = await createSandboxEnv('real')
+      await imageExists(sandbox.docker)
+      await useFixtureImage(sandbox, {}, REAL_IMAGE)
+    })
+
+    after(async () => {
+      await sandbox?.cleanup()
+    })
+
+    it('starts healthy with the real version: the default mount dirs occ made as root are handed to the sandbox user', async () => {
+      assert.equal(process.getuid?.(), 0, 'this suite runs as root, as CI does (the scenario is occ running as root)')
+      const result = await sandbox.occ(['start', '--json'])
+      expectExit(result, 0)
+      const started = json<{containerId: string; readiness: {opencode: {version?: string}}}>(result)
+      containerId = started.containerId
+      assert.equal(started.readiness.opencode.version, REAL_OPENCODE_VERSION)
+      assert.deepEqual(await health(sandbox.port), {healthy: true, version: REAL_OPENCODE_VERSION})
+      const paths = resolvePaths(sandbox.env)
+      for (const spec of defaultMounts(paths)) {
+        const host = spec.split(':')[0]
+        const stat = await fs.stat(host)
+        assert.equal(`${stat.uid}:${stat.gid}`, '1000:1000', `${host} is not owned by the sandbox user`)
+      }
+
+      // opencode really wrote into the bind-mounted dirs.
+      const dataDir = path.join(sandbox.env.XDG_DATA_HOME, 'opencode')
+      assert.ok((await fs.readdir(dataDir)).some((name) => name.startsWith('opencode.db')), `no opencode.db in ${dataDir}`)
+    })
+
+    it('status: the real version and commit from one exec that never runs opencode', async () => {
+      const commit = (await execIn(sandbox.docker, sandbox.containerName, ['cat', '/opt/opencode/COMMIT'])).output.trim()
+      let view: StatusView | undefined
+      const execs = await execsDuring(sandbox.docker, containerId, async () => {
+        view = await statusJson(sandbox)
+      })
+      assert.ok(execs.length <= 1, `status ran ${execs.length} execs: ${execs.join('\n')}`)
+      for (const action of execs) assert.doesNotMatch(action, /opencode(\s|")+--version|bin\/opencode\s/, action)
+      assert.equal(view?.opencode.health?.state, 'healthy')
+      assert.equal(view?.opencode.version, REAL_OPENCODE_VERSION)
+      assert.equal(view?.opencode.commit, commit)
+      assert.equal(view?.image.version, 'real-1')
+      assert.equal(view?.broker.health?.state, 'healthy')
+    })
+
+    it('logs: real lines of the entrypoint and of opencode', async () => {
+      const result = await sandbox.occ(['logs', '--no-follow', '-n', '200'])
+      expectExit(result, 0)
+      assert.match(String(result.stdout), /^\[opencode-cloud\] Starting opencode on 0\.0\.0\.0:3000$/m)
+      assert.match(String(result.stdout), /^opencode-broker: listening/m)
+    })
+
+    it('is hardened: no new privileges, no mknod even as root, the capabilities the entrypoint needs kept, pids limited', async () => {
+      const info = await sandbox.docker.getContainer(sandbox.containerName).inspect()
+      assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges:true'])
+      for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(info.HostConfig.CapDrop?.includes(cap), `${cap} not dropped`)
+      assert.equal(info.HostConfig.PidsLimit, 4096)
+      assert.deepEqual(info.HostConfig.LogConfig, {Config: {'max-file': '3', 'max-size': '5m'}, Type: 'json-file'})
+
+      const mknod = await execIn(sandbox.docker, sandbox.containerName, ['mknod', '/tmp/occ-null', 'c', '1', '3'])
+      assert.notEqual(mknod.exitCode, 0, 'mknod worked as root in the container')
+      assert.match(mknod.output, /not permitted/i)
+
+      // A setuid-root program does not raise the agent's privileges (the way to root through sudo is closed too).
+      const plant = await execIn(sandbox.docker, sandbox.containerName, ['sh', '-c', 'cp /usr/bin/id /usr/local/bin/occ-suid-id && chmod 4755 /usr/local/bin/occ-suid-id'])
+      assert.equal(plant.exitCode, 0, plant.output)
+      const asAgent = await execIn(sandbox.docker, sandbox.containerName, ['/usr/local/bin/occ-suid-id', '-u'], 'opencoder')
+      assert.equal(asAgent.output.trim(), '1000', 'a setuid-root binary gave the sandbox user euid 0')
+      const status = await execIn(sandbox.docker, sandbox.containerName, ['grep', '^NoNewPrivs:', '/proc/1/status'])
+      assert.match(status.output, /NoNewPrivs:\s+1/)
+
+      // The agent's own files in the workspace carry its uid, so a setuid bit on them gives a host user uid 1000, never 0.
+      const workspace = path.join(sandbox.home, 'opencode')
+      const agentFile = await execIn(sandbox.docker, sandbox.containerName, ['sh', '-c', 'cp /usr/bin/id ~/workspace/agent-id && chmod 4755 ~/workspace/agent-id'], 'opencoder')
+      assert.equal(agentFile.exitCode, 0, agentFile.output)
+      assert.equal((await fs.stat(path.join(workspace, 'agent-id'))).uid, 1000)
+    })
+
+    it('rotates the container log: a 20 MB write does not grow the host log past the cap', async () => {
+      const write = await execIn(sandbox.docker, sandbox.containerName, [
+        'sh',
+        '-c',
+        "head -c 20000000 /dev/zero | tr '\\000' x | fold -w 1000 > /proc/1/fd/1",
+      ])
+      assert.equal(write.exitCode, 0, write.output)
+      const info = await sandbox.docker.getContainer(sandbox.containerName).inspect()
+      const dir = path.dirname(info.LogPath)
+      let total = 0
+      let files: string[] = []
+      // dockerd writes asynchronously: wait until the 20 MB went through (the last rotation settled).
+      for (let attempt = 0; attempt < 50; attempt++) {
+        files = (await fs.readdir(dir)).filter((name) => name.startsWith(path.basename(info.LogPath)))
+        total = 0
+        for (const name of files) total += (await fs.stat(path.join(dir, name))).size
+        if (files.length >= 3) break
+        await delay(200)
+      }
+
+      assert.ok(files.length >= 2, `the log was not rotated: ${files.join(', ')}`)
+      assert.ok(total <= 3 * 5 * 1024 * 1024 + 1024 * 1024, `the host log holds ${total} bytes in ${files.join(', ')}`)
+      // And opencode kept serving.
+      assert.equal((await health(sandbox.port)).healthy, true)
+    })
+
+    it('restart: ready again on the same port, with the real version', async () => {
+      const result = await sandbox.occ(['restart', '--json'])
+      expectExit(result, 0)
+      assert.equal(json<{port: number}>(result).port, sandbox.port)
+      assert.equal((await health(sandbox.port)).version, REAL_OPENCODE_VERSION)
+    })
+
+    it('stop, then start: healthy again in the same container', async () => {
+      expectExit(await sandbox.occ(['stop']), 0)
+      const stopped = await statusJson(sandbox)
+      assert.equal(stopped.container.running, false)
+      const result = await sandbox.occ(['start', '--json'])
+      expectExit(result, 0)
+      const started = json<{containerId: string; created: boolean}>(result)
+      assert.equal(started.created, false)
+      assert.equal(started.containerId, containerId)
+      assert.equal((await health(sandbox.port)).version, REAL_OPENCODE_VERSION)
+    })
+  })
+
+  describe('containers that die, fail to start, or change', () => {
+    let sandbox: SandboxEnv
+
+    before(async () => {
+      sandbox = await createSandboxEnv('realx')
+      await imageExists(sandbox.docker)
+      await useFixtureImage(sandbox, {}, REAL_IMAGE)
+    })
+
+    after(async () => {
+      await sandbox?.cleanup()
+    })
+
+    it('a dying container is not a timeout: its own code, the exit code and the last log lines; a mount the user gave is not chowned, only warned about', async () => {
+      const cache = path.join(sandbox.root, 'my-cache')
+      await fs.mkdir(cache, {mode: 0o755})
+      const started = Date.now()
+      const result = await sandbox.occ(['start', '--no-mounts', '--mount', `${cache}:/home/opencoder/.cache/opencode`, '--json'])
+      expectExit(result, 5)
+      assert.ok(Date.now() - started < 60_000, 'it waited for a timeout')
+      const {error} = json<{error: {actions: string[]; code: string; message: string}}>(result)
+      assert.equal(error.code, 'SANDBOX_STOPPED')
+      assert.match(error.message, /stopped while starting \(exit \d+\)/)
+      assert.match(error.message, /EACCES/)
+      assert.ok(error.actions.some((action) => action.includes(`chown 1000:1000 ${cache}`)), `no fix for the mount among the actions:\n${error.actions.join('\n')}`)
+      assert.equal((await fs.stat(cache)).uid, 0, 'occ changed the owner of a dir the user gave')
+    })
+
+    it('--recreate with --no-mounts: only named volumes, healthy', async () => {
+      const result = await sandbox.occ(['start', '--recreate', '--no-mounts', '--json'])
+      expectExit(result, 0)
+      assert.equal(json<{recreated: boolean}>(result).recreated, true)
+      const view = await statusJson(sandbox)
+      assert.equal(view.opencode.version, REAL_OPENCODE_VERSION)
+      assert.ok(view.mounts.length > 0)
+      assert.ok(view.mounts.every((mount) => mount.type === 'volume'), JSON.stringify(view.mounts))
+    })
+
+    it('start --port M on a container with another port recreates it there, keeping the volumes', async () => {
+      const marker = await execIn(sandbox.docker, sandbox.containerName, ['sh', '-c', 'echo kept > ~/workspace/marker'], 'opencoder')
+      assert.equal(marker.exitCode, 0, marker.output)
+      const port = await freePort()
+      const result = await sandbox.occ(['start', '--no-mounts', '--port', String(port), '--json'])
+      expectExit(result, 0)
+      assert.equal(json<{port: number; recreated: boolean}>(result).recreated, true)
+      assert.equal((await health(port)).version, REAL_OPENCODE_VERSION)
+      const read = await execIn(sandbox.docker, sandbox.containerName, ['cat', '/home/opencoder/workspace/marker'])
+      assert.equal(read.output.trim(), 'kept')
+    })
+
+    it('a container occ created and could not start is removed: the next start on a free port works', async () => {
+      expectExit(await sandbox.occ(['stop', '--remove']), 0)
+      const busy = net.createServer()
+      const busyPort = await freePort()
+      await new Promise<void>((resolve) => busy.listen(busyPort, '127.0.0.1', resolve))
+      try {
+        const failed = await sandbox.occ(['start', '--no-mounts', '--port', String(busyPort), '--json'])
+        expectExit(failed, 1)
+        assert.equal(json<{error: {code: string}}>(failed).error.code, 'PORT_IN_USE')
+        const left = await sandbox.docker.listContainers({all: true, filters: {name: [sandbox.containerName]}})
+        assert.deepEqual(left.filter((info) => info.Names.includes(`/${sandbox.containerName}`)), [], 'the failed container was left behind')
+      } finally {
+        busy.close()
+      }
+
+      const port = await freePort()
+      expectExit(await sandbox.occ(['start', '--no-mounts', '--port', String(port)]), 0)
+      assert.equal((await health(port)).healthy, true)
+    })
+  })
+})
