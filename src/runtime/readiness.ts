@@ -25,16 +25,37 @@ export interface Readiness {
 /** Ready = opencode answers /global/health as healthy AND the broker is healthy (process + socket). */
 export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions = {}): Promise<Readiness> {
   const started = Date.now()
-  const interval = options.intervalMs ?? 250
+  const interval = options.intervalMs ?? 100
   const healthDeadline = started + (options.healthTimeoutMs ?? 60_000)
   let opencode: OpencodeHealth
   let lastLabel = ''
+  // The broker is up long before the real opencode (seconds): check it beside the health wait,
+  // at most once a second, so occ returns as soon as opencode answers.
+  let brokerSeen: BrokerHealth | undefined
+  let brokerCheck: Promise<void> | undefined
+  let lastBrokerCheck = 0
+  const checkBroker = (): void => {
+    if (brokerSeen?.state === 'healthy' || brokerCheck || Date.now() - lastBrokerCheck < 1000) return
+    lastBrokerCheck = Date.now()
+    brokerCheck = runtime
+      .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'})
+      .then((result) => {
+        const facts = parseSandboxFacts(result.stdout)
+        brokerSeen = mapBrokerHealth(facts.brokerProcess, facts.brokerSocket)
+      })
+      .catch(() => {})
+      .finally(() => {
+        brokerCheck = undefined
+      })
+  }
+
   while (true) {
     options.signal?.throwIfAborted()
     const state = await runtime.containerState()
     if (!state.running) throw await stoppedError(state, options)
-    opencode = mapOpencodeHealth(await runtime.probeHealth(Math.min(2000, interval * 8)))
+    opencode = mapOpencodeHealth(await runtime.probeHealth(Math.min(2000, Math.max(interval * 8, 500))))
     if (opencode.state === 'healthy') break
+    checkBroker()
     if (opencode.label !== lastLabel) options.onProgress?.(`opencode: ${opencode.label}`)
     lastLabel = opencode.label
     if (Date.now() > healthDeadline) {
@@ -47,6 +68,8 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
     await delay(interval, undefined, {signal: options.signal})
   }
 
+  await brokerCheck
+  if (brokerSeen?.state === 'healthy') return {broker: brokerSeen, elapsedMs: Date.now() - started, opencode}
   const brokerDeadline = Date.now() + (options.brokerTimeoutMs ?? 30_000)
   let broker: BrokerHealth
   while (true) {
