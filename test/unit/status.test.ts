@@ -327,7 +327,7 @@ describe('status model', () => {
       await collectStatus(runtime)
       assert.equal(calls.exec.length, 1)
       const script = calls.exec[0].join(' ')
-      assert.doesNotMatch(script, /opencode(\s|")+--version|bin\/opencode(?!\/)/, script)
+      assert.doesNotMatch(script, /opencode(\s|")+--version|\/opt\/opencode\/(bin|current)\/opencode\b/, script)
       assert.match(script, /\/opt\/opencode\/VERSION/)
     })
 
