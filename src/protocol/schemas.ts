@@ -5,11 +5,28 @@ import {MAX_RESULT_MESSAGE_BYTES} from './text.js'
 import {BRANCH_CHARSET, BRANCH_RULES, COMMIT_PATTERN, MAX_BRANCH_LENGTH, validateBranch} from './refs.js'
 
 export const UPDATE_COMMAND = 'update_opencode'
+/** request_id's cap, in Unicode code points (see requestIdFits). */
 export const MAX_REQUEST_ID_LENGTH = 200
 export const REQUEST_FIELDS = ['command', 'request_id', 'branch', 'commit'] as const
 
 /** ISO-8601 in UTC, ending in Z (the Rust occ wrote +00:00; docs/update-flow.md asks for Z). */
 const timestamp = z.iso.datetime()
+
+/**
+ * The one length rule for request_id, on the host and in the web UI's client: at most
+ * MAX_REQUEST_ID_LENGTH Unicode code points (a surrogate pair is one), which is what JSON Schema's
+ * maxLength means and what zod's max() counts; so the generated schema the client validates
+ * against says exactly this. Counting UTF-16 units instead would refuse (and not echo) an id
+ * the client accepted, and the client would wait for an answer that never names it.
+ */
+export function requestIdFits(id: string): boolean {
+  if (id.length <= MAX_REQUEST_ID_LENGTH) return true // at most one unit per code point
+  let points = 0
+  for (const _ of id) if (++points > MAX_REQUEST_ID_LENGTH) return false
+  return true
+}
+
+const requestIdSchema = z.string().max(MAX_REQUEST_ID_LENGTH)
 
 const branchSchema = z
   .string()
@@ -30,7 +47,7 @@ const commitSchema = z.string().regex(COMMIT_PATTERN)
 export const updateCommandSchema = z
   .strictObject({
     command: z.literal(UPDATE_COMMAND).describe('Must be "update_opencode".'),
-    request_id: z.string().max(MAX_REQUEST_ID_LENGTH).nullish().describe('Echoed in the result, to correlate the two.'),
+    request_id: requestIdSchema.nullish().describe('Echoed in the result, to correlate the two.'),
     branch: branchSchema.nullish().describe('Update to the tip of this branch. Not together with commit.'),
     commit: commitSchema.nullish().describe('Update to this commit (7-40 hex digits). Not together with branch.'),
   })
@@ -108,7 +125,7 @@ export type ListenerState = (typeof LISTENER_STATES)[number]
 export const MAX_QUEUED_REQUESTS = 8
 
 export const queuedRequestSchema = z.strictObject({
-  request_id: z.string().max(MAX_REQUEST_ID_LENGTH).optional(),
+  request_id: requestIdSchema.optional(),
   claimed_at: timestamp,
 })
 
@@ -124,7 +141,7 @@ export const listenerHealthSchema = z
 
 export const pendingResultSchema = z
   .strictObject({
-    request_id: z.string().max(MAX_REQUEST_ID_LENGTH).optional(),
+    request_id: requestIdSchema.optional(),
     status: z.enum(['success', 'error']).describe('The answer that is waiting to be written.'),
     since: timestamp,
     reason: z.string().max(500).describe('Why it could not be written (e.g. "ENOSPC: no space left on device").'),
@@ -178,7 +195,7 @@ export function checkUpdateCommand(raw: unknown): RequestCheck {
 
   const record = raw as Record<string, unknown>
   const requestId =
-    typeof record.request_id === 'string' && record.request_id.length <= MAX_REQUEST_ID_LENGTH ? record.request_id : undefined
+    typeof record.request_id === 'string' && requestIdFits(record.request_id) ? record.request_id : undefined
   const problem = (code: ResultErrorCode, message: string): RequestCheck => ({code, message, ok: false, requestId})
 
   if (!Object.hasOwn(record, 'command')) {
@@ -210,8 +227,8 @@ export function checkUpdateCommand(raw: unknown): RequestCheck {
     }
   }
 
-  if (present('request_id') && (record.request_id as string).length > MAX_REQUEST_ID_LENGTH) {
-    return problem('invalid_request', `Field 'request_id' is longer than ${MAX_REQUEST_ID_LENGTH} characters.`)
+  if (present('request_id') && !requestIdFits(record.request_id as string)) {
+    return problem('invalid_request', `Field 'request_id' is longer than ${MAX_REQUEST_ID_LENGTH} characters (Unicode code points).`)
   }
 
   if (present('branch')) {

@@ -16,10 +16,10 @@ import {CONTAINER_COMMANDS_DIR} from '../../../src/config/mounts.js'
 import {LISTENER_FILE as OCC_LISTENER_FILE, MAX_REQUEST_BYTES, REQUEST_FILE as OCC_REQUEST_FILE, RESULT_FILE as OCC_RESULT_FILE} from '../../../src/protocol/command-files.js'
 import {STALE_AFTER_INTERVALS as OCC_STALE} from '../../../src/protocol/listener-status.js'
 import {BRANCH_CHARSET, BRANCH_RULES, MAX_BRANCH_LENGTH, validateBranch} from '../../../src/protocol/refs.js'
-import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from '../../../src/protocol/schemas.js'
+import {checkUpdateCommand, listenerStatusSchema, MAX_REQUEST_ID_LENGTH, requestIdFits, updateCommandSchema, updateResultSchema} from '../../../src/protocol/schemas.js'
 import {UPDATE_STEPS} from '../../../src/runtime/update-types.js'
 import {CLIENT_SCHEMAS, renderClientSchemaModule} from '../scripts/render-schemas.js'
-import {compileSchema, DEFAULT_COMMANDS_DIR, LISTENER_FILE, MAX_FILE_BYTES, REQUEST_FILE, RESULT_FILE, STALE_AFTER_INTERVALS} from '../src/index.js'
+import {buildUpdateCommand, compileSchema, DEFAULT_COMMANDS_DIR, LISTENER_FILE, MAX_FILE_BYTES, REQUEST_FILE, RESULT_FILE, STALE_AFTER_INTERVALS} from '../src/index.js'
 import * as embedded from '../src/schemas.generated.js'
 import type {ListenerStatus, UpdateCommand, UpdateResult, UpdateStep} from '../src/types.js'
 
@@ -152,6 +152,31 @@ describe('update client: the contract is occ’s', () => {
       }),
       {numRuns: 5000},
     )
+  })
+
+  it('counts request_id as the host does (code points, requestIdFits): every id the client sends is accepted and echoed', () => {
+    const validate = compileSchema(embedded.updateCommandSchema)
+    // Around the cap, in code points that take one or two UTF-16 units, lone surrogates included.
+    const ids = fc.oneof(
+      fc.string({maxLength: 210, minLength: 190, unit: 'binary'}),
+      fc.string({maxLength: 210, minLength: 95, unit: fc.constantFrom('a', '\u{1F600}', '\u{10FFFF}', '\uD800', '\uDC00', 'é')}),
+    )
+    fc.assert(
+      fc.property(ids, (id) => {
+        const client = validate({command: 'update_opencode', request_id: id}).ok
+        assert.equal(requestIdFits(id), client, JSON.stringify(id))
+        assert.equal(checkUpdateCommand({command: 'update_opencode', request_id: id}).ok, client, JSON.stringify(id))
+        // Refused for another reason, the host still names an id the client could have sent.
+        const refused = checkUpdateCommand({branch: 'a..b', command: 'update_opencode', request_id: id})
+        assert.equal(refused.ok ? 'accepted' : refused.requestId, client ? id : undefined, JSON.stringify(id))
+      }),
+      {numRuns: 2000},
+    )
+    const wide = '\u{1F600}'.repeat(MAX_REQUEST_ID_LENGTH) // 200 code points, 400 UTF-16 units
+    assert.equal(buildUpdateCommand({requestId: wide}).request_id, wide)
+    assert.equal(checkUpdateCommand({command: 'update_opencode', request_id: wide}).ok, true)
+    assert.throws(() => buildUpdateCommand({requestId: `${wide}a`}), /request_id/)
+    assert.equal(checkUpdateCommand({command: 'update_opencode', request_id: `${wide}a`}).ok, false)
   })
 
   it('uses the same file names, commands dir, size cap and staleness rule', () => {
