@@ -30,7 +30,9 @@ export type ContractRead<T> = {kind: 'invalid'; reason: string} | {kind: 'missin
 
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
-const utf8 = new TextDecoder('utf-8', {fatal: true})
+// As occ reads these files (src/protocol/untrusted-json.ts): strict UTF-8, and ignoreBOM false
+// drops exactly one leading BOM (some editors write one); a second one is not JSON.
+const utf8 = new TextDecoder('utf-8', {fatal: true, ignoreBOM: false})
 
 /** Reads dir/name as JSON checked by `validate`: missing, invalid (with why) or the value. */
 export async function readContractFile<T>(dir: string, name: string, validate: Validator): Promise<ContractRead<T>> {
@@ -38,9 +40,7 @@ export async function readContractFile<T>(dir: string, name: string, validate: V
   if (bytes.kind !== 'ok') return bytes
   let value: unknown
   try {
-    let text = utf8.decode(bytes.data)
-    if (text.startsWith('\uFEFF')) text = text.slice(1)
-    value = JSON.parse(text)
+    value = JSON.parse(utf8.decode(bytes.data))
   } catch {
     return {kind: 'invalid', reason: `${name} is not valid JSON (UTF-8)`}
   }
