@@ -4,10 +4,21 @@
  * (bun-run.ts, started by client.test.ts).
  */
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
-import {buildUpdateCommand, readListenerStatus, readResult, requestUpdate, UpdateClientError, type UpdateProgress, waitForResult} from '../src/index.js'
+import {
+  buildUpdateCommand,
+  isListenerAlive,
+  type ListenerStatus,
+  readListenerStatus,
+  readResult,
+  requestUpdate,
+  UpdateClientError,
+  type UpdateProgress,
+  waitForResult,
+} from '../src/index.js'
 import {withdrawRequest} from '../src/files.js'
 import {FakeListener, iso, listenerJson, result, tempDir, writeAtomic} from './fake-listener.js'
 
@@ -121,6 +132,93 @@ test('a heartbeat that stops while waiting: listener_stale within three interval
   assert.deepEqual(await entries(dir), [])
 })
 
+test('stale means older than three intervals: exactly three is alive, a millisecond more is not', async (dir) => {
+  const now = Date.parse('2026-12-01T12:00:00.000Z')
+  const at = (ageMs: number) => listenerJson({heartbeat_at: iso(now - ageMs), heartbeat_interval_ms: 5000}) as unknown as ListenerStatus
+  assert.equal(isListenerAlive(at(0), now), true)
+  assert.equal(isListenerAlive(at(15_000), now), true)
+  assert.equal(isListenerAlive(at(15_001), now), false)
+  // And requestUpdate follows it: 2.5 intervals old is a listener (it writes, then times out
+  // waiting and withdraws); 3.5 intervals old is listener_stale before anything is written.
+  await writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson({heartbeat_at: iso(Date.now() - 10_000), heartbeat_interval_ms: 4000})))
+  const young = await rejection(requestUpdate({dir, pollMs: 50, requestId: 'young', timeoutMs: 400}))
+  assert.equal(young.code, 'timeout', young.message)
+  assert.equal(young.withdrawn, true)
+  await writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson({heartbeat_at: iso(Date.now() - 14_000), heartbeat_interval_ms: 4000})))
+  const old = await rejection(requestUpdate({dir, pollMs: 50, requestId: 'old', timeoutMs: 400}))
+  assert.equal(old.code, 'listener_stale', old.message)
+  assert.deepEqual(await entries(dir), [])
+})
+
+test('a heartbeat that stops is given three intervals, not fewer', async (dir) => {
+  const listener = await new FakeListener(dir, {claim: false, heartbeatMs: 400}).start()
+  const waiting = requestUpdate({dir, pollMs: 50, requestId: 'patient'})
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  listener.freeze()
+  const frozenAt = performance.now()
+  const error = await rejection(waiting)
+  const took = performance.now() - frozenAt
+  // The last beat was at most ~140 ms before the freeze; three intervals are 1200 ms.
+  assert.ok(took >= 1000, `stale after ${took} ms: earlier than three intervals`)
+  assert.equal(error.code, 'listener_stale')
+})
+
+test('hostile files at the result path (FIFO, directory, bad JSON, bad UTF-8) are refused without blocking; the real answer is taken', async (dir) => {
+  const resultPath = path.join(dir, 'update-command.result.json')
+  execFileSync('mkfifo', [resultPath])
+  assert.equal(await readResult({dir}), null, 'a FIFO: not read (and no hang)')
+  await fs.rm(resultPath)
+  await fs.mkdir(resultPath)
+  assert.equal(await readResult({dir}), null, 'a directory')
+  await fs.rmdir(resultPath)
+  for (const bytes of [Buffer.from('{"status": "success", "request_id": "hostile"'), Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), Buffer.from('')]) {
+    await fs.writeFile(resultPath, bytes)
+    assert.equal(await readResult({dir}), null, JSON.stringify(bytes.toString('latin1')))
+  }
+
+  await fs.writeFile(resultPath, Buffer.from('\uFEFF' + JSON.stringify(result('hostile'))))
+  assert.equal((await readResult({dir}))?.request_id, 'hostile', 'one BOM is allowed, as the host allows it')
+  await fs.writeFile(resultPath, Buffer.from('\uFEFF\uFEFF' + JSON.stringify(result('hostile'))))
+  assert.equal(await readResult({dir}), null, 'two BOMs: refused, as the host refuses them')
+  await fs.rm(resultPath)
+  execFileSync('mkfifo', [resultPath])
+  const listener = await new FakeListener(dir, {
+    answer: async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      return result(request.request_id as string, {message: 'the real answer'})
+    },
+  }).start()
+  const answer = await requestUpdate({dir, pollMs: 50, requestId: 'hostile'})
+  await listener.stop()
+  assert.equal(answer.message, 'the real answer')
+  assert.deepEqual(listener.errors, [])
+})
+
+test('hostile listener.json (FIFO, oversized, bad JSON, symlink): no_listener naming why, nothing written, no hang', async (dir) => {
+  const file = path.join(dir, 'listener.json')
+  const plant: Array<[string, () => Promise<void>, RegExp]> = [
+    ['fifo', async () => void execFileSync('mkfifo', [file]), /listener\.json is not a regular file/],
+    ['oversized', () => fs.writeFile(file, JSON.stringify(listenerJson({version: 'v'.repeat(70 * 1024)}))), /listener\.json is larger than 64 KiB/],
+    ['bad JSON', () => fs.writeFile(file, '{"pid": 1,'), /listener\.json is not valid JSON/],
+    ['symlink', async () => {
+      await fs.writeFile(path.join(dir, 'elsewhere.json'), JSON.stringify(listenerJson()))
+      await fs.symlink(path.join(dir, 'elsewhere.json'), file)
+    }, /listener\.json is a symlink/],
+  ]
+  for (const [what, make, why] of plant) {
+    await make()
+    assert.equal(await readListenerStatus({dir}), null, what)
+    const started = performance.now()
+    const error = await rejection(requestUpdate({dir, listenerGraceMs: 300, pollMs: 50}))
+    assert.ok(performance.now() - started < 2000, what)
+    assert.equal(error.code, 'no_listener', what)
+    assert.match(error.message, /^The host service is not running/, what)
+    assert.match(error.message, why, what)
+    await fs.rm(file)
+    assert.deepEqual((await entries(dir)).filter((name) => name !== 'elsewhere.json'), [], what)
+  }
+})
+
 test('no listener.json: no_listener after the grace, saying the host service is not running; nothing written', async (dir) => {
   const started = performance.now()
   const error = await rejection(requestUpdate({dir, listenerGraceMs: 300, pollMs: 100}))
@@ -132,9 +230,12 @@ test('no listener.json: no_listener after the grace, saying the host service is 
 })
 
 test('a listener that starts within the grace is used', async (dir) => {
-  setTimeout(() => void new FakeListener(dir, {answer: (r) => result(r.request_id as string)}).start().then((l) => setTimeout(() => void l.stop(), 2000)), 200)
+  const listener = new FakeListener(dir, {answer: (r) => result(r.request_id as string)})
+  const started = new Promise<FakeListener>((resolve, reject) => setTimeout(() => listener.start().then(resolve, reject), 200))
   const answer = await requestUpdate({dir, listenerGraceMs: 3000, pollMs: 100, requestId: 'late-listener'})
+  await (await started).stop()
   assert.equal(answer.request_id, 'late-listener')
+  assert.deepEqual(listener.errors, [])
 })
 
 test('a disabled listener: no_listener with its reason', async (dir) => {
@@ -142,6 +243,8 @@ test('a disabled listener: no_listener with its reason', async (dir) => {
   const error = await rejection(requestUpdate({dir, pollMs: 100}))
   assert.equal(error.code, 'no_listener')
   assert.match(error.message, /disabled: the state mount is read-only/)
+  assert.equal(error.listener?.state, 'disabled')
+  assert.deepEqual(await entries(dir), [], 'nothing written')
 })
 
 test("a result for another request_id is not ours: it waits for its own", async (dir) => {
@@ -246,7 +349,7 @@ test("reports its place in the listener's queue and an answer the host could not
       phase === 0
         ? {queue: [{claimed_at: iso(), request_id: 'other'}, {claimed_at: iso(), request_id: 'queued'}], request_id: 'running', state: 'updating', step: 'build'}
         : {next_command_at: iso(), pending_result: {next_retry_at: iso(Date.now() + 1000), reason: 'ENOSPC: no space left on device', request_id: 'queued', since: iso(), status: 'success'}, state: 'idle'}
-    void writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson(state)))
+    writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson(state))).catch(() => {}) // the dir goes at the end
   }, 50)
   await writeAtomic(dir, 'listener.json', JSON.stringify(listenerJson()))
   const progress: UpdateProgress[] = []

@@ -63,6 +63,8 @@ export function result(requestId: string | undefined, overrides: Record<string, 
 
 export class FakeListener {
   readonly claimed: Claimed[] = []
+  /** What went wrong in the fake itself while it ran (a case can assert there was nothing). */
+  readonly errors: unknown[] = []
   private timer: ReturnType<typeof setInterval> | undefined
   private state: Record<string, unknown> = {state: 'idle'}
   private stopped = false
@@ -78,7 +80,12 @@ export class FakeListener {
 
   async start(): Promise<this> {
     await this.beat()
-    this.timer = setInterval(() => void this.tick(), 50)
+    this.timer = setInterval(() => {
+      // After stop() the dir may be gone: a late tick's failure is not the case's business.
+      this.tick().catch((error: unknown) => {
+        if (!this.stopped) this.errors.push(error)
+      })
+    }, 50)
     return this
   }
 

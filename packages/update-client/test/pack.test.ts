@@ -10,10 +10,11 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 
+import {BUN, NODE20} from './runtimes.js'
+
 const run = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))
 const packageDir = path.resolve(here, '..')
-const BUN = path.resolve(here, '../../../node_modules/.bin/bun')
 
 const PROBE = `
 import {requestUpdate, readListenerStatus, waitForResult, UpdateClientError, DEFAULT_COMMANDS_DIR} from '@opencode-cloud/update-client'
@@ -34,7 +35,7 @@ describe('update client: packs and installs on its own', function () {
     await fs.rm(root, {force: true, recursive: true})
   })
 
-  it('npm pack → npm install → import by name works on Node and Bun', async () => {
+  it('npm pack → npm install → import by name works on Node (this one and 20) and Bun', async () => {
     const {stdout} = await run('npm', ['pack', '--json', '--pack-destination', root], {cwd: packageDir})
     const [packed] = JSON.parse(stdout) as Array<{filename: string; files: Array<{path: string}>}>
     const files = packed!.files.map((file) => file.path).sort()
@@ -51,7 +52,9 @@ describe('update client: packs and installs on its own', function () {
     assert.deepEqual(modules, ['@opencode-cloud'])
     await fs.writeFile(path.join(project, 'probe.mjs'), PROBE)
     const empty = await fs.mkdtemp(path.join(root, 'commands-'))
-    for (const runtime of [process.execPath, BUN]) {
+    const {stdout: oldest} = await run(NODE20, ['--version'])
+    assert.match(oldest, /^v20\./, `${NODE20} is the Node 20 the package is tested on (set OCC_NODE20)`)
+    for (const runtime of [process.execPath, NODE20, BUN]) {
       const probe = await run(runtime, ['probe.mjs', empty], {cwd: project})
       assert.deepEqual(JSON.parse(probe.stdout), {
         code: 'no_listener',

@@ -1,6 +1,8 @@
 /**
- * Runs the client's cases on Bun: `bun test/bun-run.ts [name...]`. One JSON line per case
- * ({name, ok, error?}); exit 1 when any failed. Started by client.test.ts.
+ * Runs the client's cases outside mocha, on another runtime: `bun test/run-cases.ts [name...]`,
+ * `node --import tsx test/run-cases.ts [name...]` (Node 20, the oldest the package supports). One
+ * JSON line per case ({name, ok, error?}), then {done, runtime, failed}; exit 1 when any failed.
+ * Started by client.test.ts.
  */
 import {cases} from './cases.js'
 
@@ -17,5 +19,6 @@ for (const testCase of cases) {
   }
 }
 
-console.log(JSON.stringify({bun: (globalThis as {Bun?: {version: string}}).Bun?.version ?? null, done: true, failed}))
+const bun = (globalThis as {Bun?: {version: string}}).Bun?.version
+console.log(JSON.stringify({done: true, failed, runtime: bun === undefined ? `node ${process.versions.node}` : `bun ${bun}`}))
 process.exit(failed > 0 ? 1 : 0)

@@ -5,7 +5,7 @@ import fc from 'fast-check'
 import {checkUpdateCommand, updateCommandSchema, updateResultSchema} from '../../../src/protocol/schemas.js'
 
 describe('protocol/schemas: checkUpdateCommand', () => {
-  it('accepts the seed example fields, with null meaning absent', () => {
+  it('accepts the request fields of docs/update-flow.md, with null meaning absent', () => {
     assert.deepEqual(checkUpdateCommand({command: 'update_opencode'}), {ok: true, request: {command: 'update_opencode'}})
     assert.deepEqual(checkUpdateCommand({branch: 'dev', command: 'update_opencode', request_id: 'r1'}), {
       ok: true,
@@ -28,7 +28,7 @@ describe('protocol/schemas: checkUpdateCommand', () => {
     assert.match((many as {message: string}).message, /Unknown fields 'a', 'b'/)
   })
 
-  it('says the seed words for an unsupported command and for branch + commit', () => {
+  it('says the words docs/update-flow.md (and the Rust occ) use for an unsupported command and for branch + commit', () => {
     const unsupported = checkUpdateCommand({command: 'rm -rf', request_id: 'x'})
     assert.deepEqual(unsupported, {
       code: 'unsupported_command',
