@@ -55,13 +55,18 @@ describe('the reference update button in a real browser (chromium, fixture sandb
     page = await context.newPage()
   })
 
-  afterEach(async function () {
-    // The final state of every test, passed or failed, for people to look at.
-    const name = `${String(++shots).padStart(2, '0')}-${this.currentTest?.title.replaceAll(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`
+  /** Saves the page as it is now under OUTPUT_DIR (numbered in order, named after `label`). */
+  async function screenshot(label: string): Promise<void> {
+    const name = `${String(++shots).padStart(2, '0')}-${label.replaceAll(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`
     const file = path.join(OUTPUT_DIR, name)
     await page.screenshot({fullPage: true, path: file})
     const stat = await fs.stat(file)
     assert.ok(stat.size > 1000, `screenshot ${file} is ${stat.size} bytes`)
+  }
+
+  afterEach(async function () {
+    // The final state of every test, passed or failed, for people to look at.
+    await screenshot(this.currentTest?.title ?? 'test')
     await context.close()
   })
 
@@ -94,6 +99,7 @@ describe('the reference update button in a real browser (chromium, fixture sandb
     assert.equal(await page.locator('#update').isDisabled(), true)
     assert.equal(await page.locator('#status').textContent(), 'Updating…')
     await page.waitForFunction(`/^Step: building/.test(document.querySelector('#detail').textContent)`, undefined, {timeout: 30_000})
+    await screenshot('pending-building')
     await waitForState('success')
     assert.equal(await page.locator('#status').textContent(), 'Updated')
     assert.match(String(await page.locator('#detail').textContent()), /^Updated at .+ — opencode 1\.1\.0-button\.$/)
@@ -111,6 +117,8 @@ describe('the reference update button in a real browser (chromium, fixture sandb
     assert.equal(await page.locator('#status').textContent(), 'Update failed')
     assert.match(String(await page.locator('#detail').textContent()), /BUILD_FAIL/)
     assert.equal(await page.locator('#retry').isVisible(), true)
+    assert.equal(await page.locator('#update').isVisible(), false, 'Error offers Retry instead')
+    await screenshot('error-build-failed')
     assert.equal((await health()).version, '1.1.0-button', 'the failed build changed nothing')
 
     await pushCommit(repo, {branch: 'button-fix', files: {BUILD_FAIL: null}})
@@ -142,6 +150,15 @@ describe('the reference update button in a real browser (chromium, fixture sandb
       .filter((line) => line.startsWith('Updating opencode to branch button-twice'))
     assert.equal(updates.length, 1, foreground.stderr().slice(logFrom))
     assert.ok(updates[0]!.includes(JSON.stringify(again[0].request_id)), updates[0])
+    // A second request would not have started yet (the rate limit): it would be waiting, claimed or
+    // queued. Nothing is: the answer is to the one request, and the listener has nothing left.
+    assert.equal((await world.readResult())?.request_id, again[0].request_id)
+    assert.equal(await world.requestPresent(), false, 'no second request waiting')
+    const left = (await fs.readdir(world.commandsDir)).filter((name) => !name.startsWith('.')).sort()
+    assert.deepEqual(left, ['listener.json', 'update-command.result.json'], 'no second request claimed')
+    const listener = await world.readListenerJson()
+    assert.equal(listener?.state, 'idle', JSON.stringify(listener))
+    assert.equal((listener?.queue as unknown[] | undefined)?.length ?? 0, 0, JSON.stringify(listener))
   })
 
   it('no listener running → an Error that says the host service is not running, within 15 s', async () => {
