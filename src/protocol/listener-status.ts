@@ -1,5 +1,6 @@
 import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {cleanText} from '../runtime/status.js'
 import {LISTENER_FILE} from './command-files.js'
@@ -28,6 +29,9 @@ export interface ReadListenerOptions {
   looksLikeOcc?: (pid: number) => boolean
 }
 
+/** Reads of listener.json that met an atomic replace before one counts as unreadable. */
+const READ_ATTEMPTS = 5
+
 /** A listener is stale when its heartbeat is older than this many heartbeat intervals. */
 export const STALE_AFTER_INTERVALS = 3
 
@@ -38,7 +42,14 @@ export const STALE_AFTER_INTERVALS = 3
 export async function readListenerStatus(commandsDir: string, options: ReadListenerOptions = {}): Promise<ListenerView> {
   let read
   try {
-    read = await readUntrustedFile(path.join(commandsDir, LISTENER_FILE))
+    // The listener replaces the file (temp + rename) on every heartbeat: a read that met the
+    // replace ('changed': the name moved to a new inode between lstat and open) is read again,
+    // never taken for a stale listener.
+    for (let attempt = 0; ; attempt++) {
+      read = await readUntrustedFile(path.join(commandsDir, LISTENER_FILE))
+      if (read.kind !== 'changed' || attempt >= READ_ATTEMPTS - 1) break
+      await delay(5 * (attempt + 1))
+    }
   } catch (error) {
     return {reason: `cannot read ${LISTENER_FILE}: ${(error as Error).message}`, state: 'stale'}
   }

@@ -121,6 +121,38 @@ describe('protocol/listener-status', () => {
     assert.equal((await readListenerStatus(dir, {now: NOW})).state, 'stale')
   })
 
+  it('never calls a listener stale because its reader met the heartbeat replacing listener.json (temp + rename)', async function () {
+    this.timeout(20_000)
+    const file = path.join(dir, 'listener.json')
+    const body = JSON.stringify(status({heartbeat_at: '2099-01-01T00:00:00.000Z'}))
+    await fs.writeFile(file, body)
+    // Another process replaces the file every millisecond, the way every heartbeat does once.
+    const writer = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs'); const [file, body] = process.argv.slice(1); let i = 0
+         const timer = setInterval(() => { const tmp = file + '.' + (i++) + '.tmp'; fs.writeFileSync(tmp, body); fs.renameSync(tmp, file) }, 1)
+         setTimeout(() => clearInterval(timer), 15000)`,
+        file,
+        body,
+      ],
+      {stdio: 'ignore'},
+    )
+    try {
+      const seen = new Map<string, number>()
+      for (let i = 0; i < 1500; i++) {
+        const view = await readListenerStatus(dir, {now: new Date('2099-01-01T00:00:01.000Z')})
+        const key = view.state === 'stale' ? `stale: ${view.reason}` : view.state
+        seen.set(key, (seen.get(key) ?? 0) + 1)
+      }
+
+      assert.deepEqual([...seen.keys()], ['active'], JSON.stringify(Object.fromEntries(seen)))
+    } finally {
+      writer.kill()
+    }
+  })
+
   it('tells a live pid from a dead one', () => {
     assert.equal(isPidAlive(process.pid), true)
     assert.equal(isPidAlive(2 ** 22 + 12_345), false)
