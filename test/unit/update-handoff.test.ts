@@ -159,6 +159,26 @@ describe('update: hand-off to the host listener (container runtime)', () => {
     assert.deepEqual((await fs.readdir(dir)).sort(), [LISTENER_FILE])
   })
 
+  it('waits on the monotonic clock: a wall clock leaping an hour ahead neither withdraws the request nor ends the wait', async () => {
+    await writeListener(dir)
+    const realNow = Date.now
+    let offset = 0
+    Date.now = () => realNow() + offset
+    let listener: ReturnType<typeof fakeListener> | undefined
+    try {
+      const pending = handOffUpdate({claimTimeoutMs: 2000, commandsDir: dir, pollMs: 10, request: {}, timeoutMs: 60_000})
+      await delay(100)
+      offset = 3_600_000
+      await delay(200)
+      listener = fakeListener(dir, () => ({changed: false, message: 'done', status: 'success'}))
+      const outcome = await pending
+      assert.equal(outcome.message, 'done')
+    } finally {
+      Date.now = realNow
+      await listener?.stop()
+    }
+  })
+
   it('withdraws its request when cancelled before the host claims it', async () => {
     await writeListener(dir)
     const controller = new AbortController()

@@ -40,6 +40,7 @@ export interface HandoffOptions {
   signal?: AbortSignal
   /** Progress for people: "host: Build …". */
   onStatus?: (line: string) => void
+  /** Milliseconds on a monotonic clock (default performance.now). */
   now?: () => number
 }
 
@@ -58,7 +59,8 @@ export async function findContainerCommandsDir(paths: Pick<OccPaths, 'xdgState'>
 }
 
 export async function handOffUpdate(options: HandoffOptions): Promise<UpdateOutcome> {
-  const now = options.now ?? Date.now
+  // Monotonic: the claim timeout and the deadline must not move with the wall clock.
+  const now = options.now ?? (() => performance.now())
   const started = now()
   const timeoutMs = options.timeoutMs ?? 90 * 60_000
   const claimTimeoutMs = options.claimTimeoutMs ?? 30_000
