@@ -40,7 +40,19 @@ export function fakeUpdate(script: {
       }
 
       progress.onStep?.(step)
-      await new Promise((resolve) => setTimeout(resolve, ms))
+      // Like the real plan, a step that honours the signal ends when it aborts (so a test that
+      // stops mid-step does not depend on how long the step or the machine takes).
+      const signal = script.honourAbort === false ? undefined : progress.signal
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms)
+        function done(): void {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', done)
+          resolve()
+        }
+
+        signal?.addEventListener('abort', done, {once: true})
+      })
     }
 
     if (script.throws) throw new Error(script.throws)

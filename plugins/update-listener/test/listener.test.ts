@@ -32,7 +32,8 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       const {calls, update} = fakeUpdate({steps: [['resolve', 5]]})
       world.start({updateOpencode: update})
       await sleep(50)
-      const before = Date.now()
+      // The event's time is the listener's monotonic clock (performance.now), so is this one.
+      const before = performance.now()
       await world.request({branch: 'feature/x', command: 'update_opencode', request_id: 'r-1'})
       await waitFor(() => world.events.some((event) => event.type === 'claimed'))
       const claimed = world.events.find((event) => event.type === 'claimed') as {at: number}
@@ -646,11 +647,11 @@ describe('update listener (real temp dirs, fake update plan)', () => {
 
   describe('stopping (SIGINT/SIGTERM, container stopped)', () => {
     it('passes the signal to the update and writes the result of a safely stopped update', async () => {
-      const {calls, update} = fakeUpdate({steps: [['fetch', 100], ['build', 100], ['activate', 100]]})
+      // The fetch step outlasts the test: the stop comes during it, however loaded the machine.
+      const {calls, update} = fakeUpdate({steps: [['fetch', 60_000], ['build', 100], ['activate', 100]]})
       const running = world.start({updateOpencode: update})
       await world.request({command: 'update_opencode', request_id: 'sigterm'})
       await waitFor(() => calls.length === 1)
-      await sleep(30)
       await running.stop()
       assert.equal(calls[0].signal?.aborted, true)
       const result = await world.readResult()
@@ -662,21 +663,26 @@ describe('update listener (real temp dirs, fake update plan)', () => {
     })
 
     it('lets the current step finish when the update completes anyway', async () => {
-      const {update} = fakeUpdate({honourAbort: false, steps: [['restart', 150]]})
+      const {calls, update} = fakeUpdate({honourAbort: false, steps: [['restart', 150]]})
       const running = world.start({updateOpencode: update})
       await world.request({command: 'update_opencode', request_id: 'finish'})
-      await waitFor(() => world.events.some((event) => event.type === 'claimed'))
+      // Started, not only claimed: a request still queued at the stop is answered without starting.
+      await waitFor(() => calls.length === 1)
       await running.stop()
       assert.equal((await world.readResult())?.status, 'success')
     })
 
     it('does not wait forever for an update that ignores the signal: an "interrupted" result after the grace', async () => {
+      let started = false
       const running = world.start({
         shutdownGraceMs: 100,
-        updateOpencode: () => new Promise(() => {}),
+        updateOpencode: () => {
+          started = true
+          return new Promise(() => {})
+        },
       })
       await world.request({command: 'update_opencode', request_id: 'stuck'})
-      await waitFor(() => world.events.some((event) => event.type === 'claimed'))
+      await waitFor(() => started)
       const before = Date.now()
       await running.stop()
       assert.ok(Date.now() - before < 1000)
@@ -710,7 +716,7 @@ describe('update listener (real temp dirs, fake update plan)', () => {
           },
         })
         await world.request({command: 'update_opencode', request_id: 'outlives'})
-        await waitFor(() => world.events.some((event) => event.type === 'claimed'))
+        await waitFor(() => lateStep !== undefined)
         await sleep(50)
         assert.ok(live.size >= 3, `the listener's timers and watcher are seen (${live.size})`)
         await running.stop()
