@@ -374,13 +374,14 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
     assert.match(String(status.stdout), /Listener:\s+stale \(the listener process \(pid \d+\) is gone\)/)
 
     const restarted = await world.startForeground()
+    foreground = restarted // the next tests use it, also when an assertion here fails
     const result = await world.waitForResult((r) => r.request_id === 'sigkill')
     assert.equal(result.status, 'error')
     assert.equal(result.error_code, 'interrupted')
     assert.match(result.message, /interrupted/)
+    // Leftover claims are answered and removed before the listener says it listens.
     await restarted.waitForLine(/Listening for update requests/)
     assert.deepEqual((await fs.readdir(world.commandsDir)).filter((name) => name.includes('claimed')), [])
-    foreground = restarted
   })
 
   it('exits 0 when the container is stopped (occ stop), and listener.json goes away', async () => {

@@ -4,7 +4,7 @@
  * before: planted claims, a listener starting while opencode is frozen, a burst of requests
  * during a build while the wall clock jumps, SIGTERM during the health wait, kill -9 during the
  * restart (an unverified release, then repaired), docker restart during an update (the lock),
- * and an exec that times out.
+ * an exec that times out, and a build writing 4 MiB lines full of escapes.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
@@ -16,6 +16,7 @@ import {execa} from 'execa'
 
 import {execInContainer} from '../../src/docker/exec.js'
 import type {UpdateResult} from '../../src/index.js'
+import {RESULT_FILE} from '../../src/protocol/command-files.js'
 import {describeRun, freePort} from '../helpers/sandbox-env.js'
 import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
 
@@ -236,5 +237,36 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
       5000,
       () => 'a sleep of the timed-out exec is still running',
     )
+  })
+
+  it('a build writing 4 MiB lines with escapes: the result, the log and the host terminal get bounded, clean text', async () => {
+    // eslint-disable-next-line no-control-regex
+    const control = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/
+    const longest = (text: string) => Math.max(...text.split('\n').map((line) => line.length))
+    await world.pushBranch('noisy', {BUILD_NOISE: '', VERSION: '1.5.0\n'})
+    await delay(5500) // the rate limit after the previous answer
+    const logBefore = listener!.stderr().length
+    await world.webUiWrite({branch: 'noisy', command: 'update_opencode', request_id: 'noisy'})
+    const result = await resultFor('noisy', 120_000)
+    assert.equal(result.status, 'error')
+    assert.match(result.message, /^The build failed \(exit 1\): .*… \(\d+ bytes cut\)/s)
+    assert.doesNotMatch(result.message, control)
+    assert.ok(Buffer.byteLength(result.message) <= 4096 + 64, `message of ${Buffer.byteLength(result.message)} bytes`)
+    const file = await fs.stat(path.join(world.commandsDir, RESULT_FILE))
+    assert.ok(file.size < 16 * 1024, `result file of ${file.size} bytes (the hand-off reads at most 64 KiB)`)
+    const log = listener!.stderr().slice(logBefore)
+    assert.ok(log.length > 0 && log.length < 256 * 1024, `listener log of ${log.length} chars for this update`)
+    assert.doesNotMatch(log, control)
+    assert.ok(longest(log) <= 8192, `a log line of ${longest(log)} chars`)
+    assert.match(await health(), /"healthy":true/)
+
+    // The same build from the host's terminal: what occ prints is cleaned and capped line by line.
+    const update = await world.sandbox.occ(['update', 'opencode', '--branch', 'noisy'])
+    assert.notEqual(update.exitCode, 0, describeRun(update))
+    const printed = `${String(update.stdout)}\n${String(update.stderr)}`
+    assert.match(printed, /The build failed/)
+    assert.doesNotMatch(printed, control)
+    assert.ok(printed.length < 256 * 1024, `occ printed ${printed.length} chars`)
+    assert.ok(longest(printed) <= 8192, `a printed line of ${longest(printed)} chars`)
   })
 })

@@ -79,6 +79,14 @@ async function fakeBuild(w: World, token: string, version: string, options: {hea
 
 const me = (token = TOKEN) => lockOwner(token, 'test owner')
 
+async function waitFile(file: string, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs
+  while (!(await fs.access(file).then(() => true, () => false))) {
+    if (performance.now() > end) throw new Error(`no ${file} within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 async function read(file: string): Promise<string | undefined> {
   return fs.readFile(file, 'utf8').then((text) => text.trim(), () => undefined)
 }
@@ -268,6 +276,44 @@ describe('release-store.sh under dash (no Docker)', function () {
     } finally {
       bystander.kill('SIGKILL')
     }
+  })
+
+  it('build runs the recipe on the staged source (its pid recorded, OCC_STAGING set); kill-build ends a running build; adopt makes the build user\'s output the candidate', async () => {
+    const staged = path.join(w.root, '.staging', TOKEN)
+    // A recipe that records what it was given, then either builds or runs until it is ended.
+    await fs.writeFile(
+      w.recipe,
+      '#!/bin/sh\nprintf "%s\\n" "$1" "$2" "$OCC_STAGING" > "$1/../seen"\nif [ -f "$1/SLOW" ]; then exec sleep 300; fi\nmkdir -p "$2/bin" && printf "#!/bin/sh\\necho 1.2.0\\n" > "$2/bin/opencode" && echo 1.2.0 > "$2/VERSION"\n',
+      {mode: 0o755},
+    )
+    assert.equal((await w.store.lock(me(), 90)).kind, 'taken')
+    assert.equal(await w.store.stage(TOKEN, undefined, false), staged)
+    await fs.mkdir(path.join(staged, 'src'))
+    const done = await w.store.build(TOKEN, {recipe: 'image', timeoutMs: 10_000})
+    assert.equal(done.exitCode, 0, done.stderr)
+    assert.deepEqual((await read(path.join(staged, 'seen')))?.split('\n'), [path.join(staged, 'src'), path.join(staged, 'release'), staged])
+    assert.match((await read(path.join(staged, 'build.pid'))) ?? '', /^\d+$/)
+    assert.deepEqual(await w.store.built(TOKEN, 'image'), {version: '1.2.0'})
+
+    // A build still running: kill-build ends its process group (and only a build of this token).
+    await fs.writeFile(path.join(staged, 'src', 'SLOW'), '')
+    await fs.rm(path.join(staged, 'seen'))
+    const slow = w.store.build(TOKEN, {recipe: 'image', timeoutMs: 30_000})
+    await waitFile(path.join(staged, 'seen'), 5000)
+    assert.deepEqual(await w.store.killBuild('cd'.repeat(12)), [], 'another token ends nothing')
+    const pid = Number(await read(path.join(staged, 'build.pid')))
+    assert.deepEqual(await w.store.killBuild(TOKEN), [pid])
+    assert.notEqual((await slow).exitCode, 0)
+
+    // The built-in recipe builds as the sandbox user into work/out; adopt copies it into release.
+    await fs.rm(path.join(staged, 'release'), {force: true, recursive: true})
+    await fs.mkdir(path.join(staged, 'work', 'out', 'bin'), {recursive: true})
+    await fs.writeFile(path.join(staged, 'work', 'out', 'bin', 'opencode'), '#!/bin/sh\necho 1.3.0\n', {mode: 0o755})
+    await fs.writeFile(path.join(staged, 'work', 'out', 'VERSION'), '1.3.0\n')
+    assert.deepEqual(await w.store.built(TOKEN, 'builtin'), {version: '1.3.0'})
+    assert.equal(await read(path.join(staged, 'release', 'VERSION')), '1.3.0')
+    await fs.rm(path.join(staged, 'work', 'out'), {force: true, recursive: true})
+    await assert.rejects(w.store.built(TOKEN, 'builtin'), /no output/)
   })
 
   it('prune keeps what it is told, current, and a pending release with its previous; drops the rest', async () => {
