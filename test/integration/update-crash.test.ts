@@ -4,7 +4,8 @@
  * before: planted claims, a listener starting while opencode is frozen, a burst of requests
  * during a build while the wall clock jumps, SIGTERM during the health wait, kill -9 during the
  * restart (an unverified release, then repaired), docker restart during an update (the lock),
- * an exec that times out, and a build writing 4 MiB lines full of escapes.
+ * an exec that times out, a build writing 4 MiB lines full of escapes, and docker kill during an
+ * update (the lock again).
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
@@ -268,5 +269,21 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
     assert.doesNotMatch(printed, control)
     assert.ok(printed.length < 256 * 1024, `occ printed ${printed.length} chars`)
     assert.ok(longest(printed) <= 8192, `a printed line of ${longest(printed)} chars`)
+  })
+
+  it('docker kill during an update: after occ start, the lock it left is taken over at once and an update from the host succeeds within 10 s', async () => {
+    await delay(5500) // the rate limit after the previous answer
+    await world.webUiWrite({branch: 'slower', command: 'update_opencode', request_id: 'container-killed'})
+    await waitStatus((value) => value.request_id === 'container-killed' && value.step === 'build')
+    await execa('docker', ['kill', world.sandbox.containerName])
+    assert.notEqual(await listener!.exited, 0, 'the listener stops with the container')
+    listener = undefined
+    const start = await world.sandbox.occ(['start', ...world.startArgs])
+    assert.equal(start.exitCode, 0, describeRun(start))
+    const started = Date.now()
+    const update = await world.sandbox.occ(['update', 'opencode', '--branch', 'main', '--json'])
+    assert.equal(update.exitCode, 0, describeRun(update))
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`)
+    assert.doesNotMatch(`${String(update.stdout)}${String(update.stderr)}`, /Another opencode update is running/)
   })
 })
