@@ -149,8 +149,8 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
     await waitUntil(async () => !(await world.requestPresent()), 10_000, () => 'burst-A was not claimed during the build')
     await world.webUiWrite({commit: 'zz', command: 'update_opencode', request_id: 'burst-B'})
     await waitUntil(async () => !(await world.requestPresent()), 10_000, () => 'burst-B was not claimed during the build')
-    const queued = await status()
-    assert.deepEqual(queued.queue?.map((item) => item.request_id), ['burst-A', 'burst-B'])
+    // listener.json follows the claim (its write comes just after): wait for it, do not race it.
+    await waitStatus((value) => JSON.stringify(value.queue?.map((item) => item.request_id)) === '["burst-A","burst-B"]', 10_000)
     const first = await resultFor('slow-A')
     leaping = false
     await leap
