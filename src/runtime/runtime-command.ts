@@ -166,12 +166,13 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    // this.exit(n) is an exit, not an error: nothing to print, not even under --json.
+    if (error instanceof Errors.ExitError) throw error
     // oclif's own usage errors (bad flags) already carry their exit code and text.
     if (error instanceof Errors.CLIError && !(error instanceof OccError) && error.oclif?.exit !== undefined) {
       return super.catch(error)
     }
 
-    if (error instanceof Errors.ExitError) return super.catch(error)
     const known = toOccError(error)
     const verbose = (this.flags as {verbose?: boolean} | undefined)?.verbose
     let message = known.message

@@ -136,6 +136,22 @@ describe('errors: one table, catch() and the JSON error shape', () => {
       assert.equal(process.exitCode, 1)
     })
 
+    it('this.exit(n) is an exit, not an error: nothing printed, not even under --json', async () => {
+      class Exits extends RuntimeCommand<typeof Exits> {
+        static override id = 'fixture:exit'
+        async run(): Promise<void> {
+          this.exit(3)
+        }
+      }
+
+      for (const argv of [[], ['--json']]) {
+        const {error, stderr, stdout} = await captureOutput(() => Exits.run(argv, config))
+        assert.equal(error?.oclif?.exit, 3, argv.join(' '))
+        assert.equal(stdout, '', argv.join(' '))
+        assert.equal(stderr, '', argv.join(' '))
+      }
+    })
+
     it('shows the cause of a bug with -v', async () => {
       Failing.failure = () => new Error('deep inside')
       const {error} = await captureOutput(() => Failing.run(['-v'], config))

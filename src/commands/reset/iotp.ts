@@ -1,7 +1,6 @@
 import {Flags} from '@oclif/core'
 
 import {ContainerMissingError, ContainerNotRunningError, OccError, UsageError} from '../../errors.js'
-import type {HostRuntime} from '../../runtime/host-runtime.js'
 import {RuntimeCommand} from '../../runtime/runtime-command.js'
 import {iotpView} from '../../runtime/status.js'
 import {exposedBind, runBootstrap} from '../../runtime/users/iotp.js'
@@ -17,7 +16,7 @@ Only while no login user exists (after that, use occ user add / occ user passwd)
   static override flags = {force: Flags.boolean({char: 'f', description: 'Reset it even when the sandbox is reachable from the network.'})}
 
   async run(): Promise<ResetIotpResult> {
-    const host = (await this.runtime()) as HostRuntime
+    const host = await this.hostRuntime()
     const state = await host.containerState()
     // The config's bind_address, and the address the container was really created with (a config
     // changed since then applies only when it is recreated).
