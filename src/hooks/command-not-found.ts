@@ -1,6 +1,6 @@
 import {Errors, type Hook, toConfiguredId} from '@oclif/core'
 
-import {OccError} from '../errors.js'
+import {OccError, UsageError} from '../errors.js'
 import {printJsonError, wantsJson} from '../cli/output.js'
 
 /**
@@ -10,9 +10,16 @@ import {printJsonError, wantsJson} from '../cli/output.js'
  */
 const commandNotFound: Hook<'command_not_found'> = async function (options) {
   const argv = options.argv ?? []
-  const json = wantsJson(argv)
+  // `occ --json` or `occ -q` alone: global flags and no command (oclif takes the flag for the id).
+  const flagsOnly = options.id.startsWith('-')
+  const json = wantsJson(flagsOnly ? [options.id, ...argv] : argv)
   const visible = options.config.commands.filter((command) => !command.hidden)
   const ids = [...visible.map((command) => command.id), ...visible.flatMap((command) => command.aliases)]
+  if (flagsOnly) {
+    const typed = ['occ', options.id, ...argv].join(' ')
+    fail(this, new UsageError(`'${typed}' names no command.`, {actions: [`Put a command after the flags: ${typed} <command>`, 'List the commands: occ help']}), json)
+  }
+
   if (!json && process.stdin.isTTY && process.stderr.isTTY) {
     const {default: notFound} = await import('@oclif/plugin-not-found')
     // plugin-not-found takes the first of the ids nearest by plain edit distance; order them by
@@ -35,9 +42,14 @@ const commandNotFound: Hook<'command_not_found'> = async function (options) {
   const error = new OccError('COMMAND_NOT_FOUND', `'${typed}' is not an occ command.`, {
     actions: [...(suggestion ? [`Did you mean: occ ${toConfiguredId(suggestion, options.config)}`] : []), 'List the commands: occ help'],
   })
+  fail(this, error, json)
+}
+
+/** A usage error, as JSON under --json; never returns. */
+function fail(context: Hook.Context, error: OccError, json: boolean): never {
   if (json) {
     printJsonError(error)
-    this.exit(error.exitCode)
+    context.exit(error.exitCode)
   }
 
   throw new Errors.CLIError(error.message, {code: error.code, exit: error.exitCode, suggestions: error.actions})

@@ -188,6 +188,19 @@ describe('errors: one table, catch() and the JSON error shape', () => {
       assert.equal(process.exitCode, ExitCode.usage)
     })
 
+    it('global flags and no command: a usage error (JSON under --json), not a command named --json', async () => {
+      const text = await runCommand(['-q'], {root: ROOT})
+      assert.equal(text.error?.oclif?.exit, ExitCode.usage)
+      assert.match(String(text.error?.message), /^'occ -q' names no command\.$/)
+      assert.doesNotMatch(String(text.error?.message), /not an occ command/)
+
+      const json = await runCommand(['--json', '--runtime', 'host'], {root: ROOT})
+      assert.equal(json.error?.oclif?.exit, ExitCode.usage)
+      const parsed = parseJsonError(json.stdout)
+      assert.equal(parsed.error.code, 'USAGE')
+      assert.equal(parsed.error.message, "'occ --json --runtime host' names no command.")
+    })
+
     it('a host-only command inside the sandbox names the commands that work there, as users type them', async () => {
       process.env.OPENCODE_RUNTIME = 'container'
       const {error} = await runCommand(['config', 'show'], {root: ROOT})
