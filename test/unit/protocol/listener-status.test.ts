@@ -126,13 +126,13 @@ describe('protocol/listener-status', () => {
     const file = path.join(dir, 'listener.json')
     const body = JSON.stringify(status({heartbeat_at: '2099-01-01T00:00:00.000Z'}))
     await fs.writeFile(file, body)
-    // Another process replaces the file every millisecond, the way every heartbeat does once.
+    // Another process replaces the file every 10 ms (a heartbeat does it every few seconds).
     const writer = spawn(
       process.execPath,
       [
         '-e',
         `const fs = require('node:fs'); const [file, body] = process.argv.slice(1); let i = 0
-         const timer = setInterval(() => { const tmp = file + '.' + (i++) + '.tmp'; fs.writeFileSync(tmp, body); fs.renameSync(tmp, file) }, 1)
+         const timer = setInterval(() => { const tmp = file + '.' + (i++) + '.tmp'; fs.writeFileSync(tmp, body); fs.renameSync(tmp, file) }, 10)
          setTimeout(() => clearInterval(timer), 15000)`,
         file,
         body,
@@ -141,7 +141,7 @@ describe('protocol/listener-status', () => {
     )
     try {
       const seen = new Map<string, number>()
-      for (let i = 0; i < 1500; i++) {
+      for (let i = 0; i < 3000; i++) {
         const view = await readListenerStatus(dir, {now: new Date('2099-01-01T00:00:01.000Z')})
         const key = view.state === 'stale' ? `stale: ${view.reason}` : view.state
         seen.set(key, (seen.get(key) ?? 0) + 1)
