@@ -117,9 +117,17 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
   })
 
   it('starts with the service: listener.json, occ status, a dir the sandbox user can write, and a third-party hook', async () => {
-    const status = await world.readListenerJson()
+    // The listener's first job is the release check (step "repair"); idle once it found nothing.
+    let status: Record<string, unknown> | undefined
+    await waitUntil(
+      async () => {
+        status = await world.readListenerJson()
+        return status?.state === 'idle'
+      },
+      30_000,
+      () => `listener.json: ${JSON.stringify(status)}`,
+    )
     assert.equal(status?.pid, foreground.pid)
-    assert.equal(status?.state, 'idle')
     assert.ok(Number(status?.heartbeat_interval_ms) <= 10_000)
     const occStatus = await world.sandbox.occ(['status'])
     assert.match(String(occStatus.stdout), new RegExp(`Listener:\\s+active \\(idle, pid ${foreground.pid}, heartbeat \\d+s ago\\)`))

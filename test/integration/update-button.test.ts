@@ -16,7 +16,7 @@ import {type Browser, type BrowserContext, chromium, type Page} from 'playwright
 
 import {pushCommit} from '../fixtures/sandbox/repo-helpers.mjs'
 import {REPO_ROOT} from '../helpers/sandbox-env.js'
-import {createListenerWorld, type Foreground, type ListenerWorld} from './listener-helpers/world.js'
+import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 // Headless, and nothing that would reach out to the (closed) network.
@@ -44,6 +44,19 @@ describe('the reference update button in a real browser (chromium, fixture sandb
     foreground = await world.startForeground()
     await foreground.waitForLine(/Listening for update requests/)
     base = `http://127.0.0.1:${world.sandbox.port}`
+    // start --no-daemon listens as soon as the container runs, not when opencode is healthy
+    // (an unhealthy opencode is what the listener exists to fix): the page needs opencode up.
+    await waitUntil(
+      async () => {
+        try {
+          return ((await (await fetch(`${base}/global/health`)).json()) as {healthy?: boolean}).healthy === true
+        } catch {
+          return false
+        }
+      },
+      60_000,
+      () => 'opencode never answered healthy at /global/health',
+    )
   })
   after(async () => {
     await browser?.close()
