@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -54,6 +55,26 @@ export function describeRun(result: Result): string {
   const command = result.command?.includes(OCC_BIN) ? `occ ${result.command.split(OCC_BIN)[1]?.trim() ?? ''}` : (result.command ?? '')
   const how = `${result.signal ? ` (${result.signal})` : ''}${result.timedOut ? ' (timed out)' : ''}`
   return `${command} → exit ${result.exitCode}${how}\n--- stdout\n${String(result.stdout ?? '')}\n--- stderr\n${String(result.stderr ?? '')}`
+}
+
+/** A run's stdout as text. */
+export function out(result: Result): string {
+  return String(result.stdout ?? '')
+}
+
+/** Asserts a run ended (not timed out) with `code`, showing the whole run when it did not. */
+export function expectExit(result: Result, code: number): void {
+  assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
+  assert.equal(result.exitCode, code, describeRun(result))
+}
+
+/** A run's stdout parsed as JSON; fails the test, showing the run, when it is not JSON. */
+export function json<T = Record<string, unknown>>(result: Result): T {
+  try {
+    return JSON.parse(out(result)) as T
+  } catch {
+    assert.fail(`stdout is not JSON: ${describeRun(result)}`)
+  }
 }
 
 export async function createSandboxEnv(label = 't', options: {instance?: string} = {}): Promise<SandboxEnv> {

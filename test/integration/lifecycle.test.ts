@@ -10,33 +10,19 @@ import {execa, type Result, type ResultPromise} from 'execa'
 import {MOUNT_STATE} from '../../src/config/mounts.js'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import type {StatusView} from '../../src/runtime/status.js'
-import {createSandboxEnv, describeRun, FIXTURE_IMAGE, freePort, OCC_BIN, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, freePort, json, OCC_BIN, out, REPO_ROOT, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 const PROVISION = 'Run `bash .ci/provision.sh && npm run fixture:build` first (and `npm run build` for the CLI).'
 const FIXTURE_VERSION = '1.0.0-fixture'
 const FIXTURE_IMAGE_VERSION = 'fixture-1'
 
-function out(result: Result): string {
-  return String(result.stdout ?? '')
-}
 
 function err(result: Result): string {
   return String(result.stderr ?? '')
 }
 
 
-function expectExit(result: Result, code: number): void {
-  assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
-  assert.equal(result.exitCode, code, describeRun(result))
-}
 
-function json<T = Record<string, unknown>>(result: Result): T {
-  try {
-    return JSON.parse(out(result)) as T
-  } catch {
-    assert.fail(`stdout is not JSON: ${describeRun(result)}`)
-  }
-}
 
 async function statusJson(sandbox: SandboxEnv): Promise<StatusView> {
   const result = await sandbox.occ(['status', '--json'])

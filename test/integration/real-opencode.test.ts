@@ -5,21 +5,12 @@ import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import type Docker from 'dockerode'
-import type {Result} from 'execa'
 
 import {defaultMounts} from '../../src/config/mounts.js'
 import {resolvePaths} from '../../src/config/paths.js'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import type {StatusView} from '../../src/runtime/status.js'
-import {
-  createSandboxEnv,
-  describeRun,
-  freePort,
-  REAL_IMAGE,
-  REAL_OPENCODE_VERSION,
-  useFixtureImage,
-  type SandboxEnv,
-} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, expectExit, freePort, json, REAL_IMAGE, REAL_OPENCODE_VERSION, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /*
  * The real opencode (npm opencode-linux-x64) in an image shaped like the published one's tini
@@ -30,18 +21,7 @@ import {
 
 const PROVISION = 'Run `npm run fixture:build-real` first (npm test does it), and `npm run build` for the CLI.'
 
-function expectExit(result: Result, code: number): void {
-  assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
-  assert.equal(result.exitCode, code, describeRun(result))
-}
 
-function json<T = Record<string, unknown>>(result: Result): T {
-  try {
-    return JSON.parse(String(result.stdout)) as T
-  } catch {
-    assert.fail(`stdout is not JSON: ${describeRun(result)}`)
-  }
-}
 
 async function health(port: number): Promise<{healthy?: boolean; version?: string}> {
   const response = await fetch(`http://127.0.0.1:${port}/global/health`, {signal: AbortSignal.timeout(5000)})

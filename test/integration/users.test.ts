@@ -8,7 +8,7 @@ import {execa, type Result} from 'execa'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import {resetIotpResultSchema, userAddResultSchema, userEnabledResultSchema, userListResultSchema} from '../../src/runtime/users/schemas.js'
 import type {StatusView} from '../../src/runtime/status.js'
-import {createSandboxEnv, describeRun, REPO_ROOT, useFixtureImage, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {createSandboxEnv, describeRun, expectExit, json, out, REPO_ROOT, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /**
  * Login users and the first-login password against the real fixture sandbox: one container for
@@ -25,22 +25,8 @@ const VERIFY_PERL =
 const NODE_DIR = '/opt/occ-node'
 const OCC_DIR = '/opt/occ'
 
-function out(result: Result): string {
-  return String(result.stdout ?? '')
-}
 
-function expectExit(result: Result, code: number): void {
-  assert.equal(result.timedOut, false, `timed out: ${describeRun(result)}`)
-  assert.equal(result.exitCode, code, describeRun(result))
-}
 
-function json<T = Record<string, unknown>>(result: Result): T {
-  try {
-    return JSON.parse(out(result)) as T
-  } catch {
-    assert.fail(`stdout is not JSON: ${describeRun(result)}`)
-  }
-}
 
 describe('integration: login users and the first-login password (occ user *, occ reset iotp)', function () {
   this.timeout(240_000)
