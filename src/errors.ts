@@ -1,7 +1,8 @@
 /**
  * The errors occ knows how to explain. ERROR_CODES is the one table of every code occ reports:
  * its exit code and its default next steps (`actions`). An OccError names a code from it; its
- * exit code always comes from the table, and the thrower may give more specific actions.
+ * exit code comes from the table (COMMAND_FAILED alone keeps the exit its command chose), and the
+ * thrower may give more specific actions.
  * RuntimeCommand.catch() turns them into one message; anything else is a bug and says so.
  * The JSON shape (`{error: {...}}`) is schemas/error.schema.json.
  */
@@ -38,6 +39,9 @@ const hostResult = updateFailed(['See the host: occ logs, occ status'])
 export const ERROR_CODES = {
   // --- usage -----------------------------------------------------------------------------
   USAGE: {actions: ['See the usage: occ help'], exit: ExitCode.usage},
+  // A command (typically a plugin's) failed with its own message through oclif's this.error().
+  // The only code whose exit code is the command's choice (this.error's `exit`), not the table's.
+  COMMAND_FAILED: {actions: [], exit: ExitCode.failure},
   COMMAND_NOT_FOUND: {actions: ['List the commands: occ help'], exit: ExitCode.usage},
   SERVICE_UNSAFE_VALUE: {actions: [], exit: ExitCode.usage},
   // --- config ----------------------------------------------------------------------------
@@ -126,6 +130,8 @@ export interface OccErrorOptions {
   /** Next steps for this case; the table's defaults when absent. */
   actions?: string[]
   cause?: unknown
+  /** COMMAND_FAILED only: the exit code the failing command chose. Ignored for every other code. */
+  exit?: number
 }
 
 /** What `--json` prints for an error (schemas/error.schema.json). */
@@ -150,7 +156,7 @@ export class OccError extends Error {
     const entry: ErrorCodeEntry = ERROR_CODES[code]
     this.name = 'OccError'
     this.code = code
-    this.exitCode = entry.exit
+    this.exitCode = code === 'COMMAND_FAILED' && options.exit !== undefined ? options.exit : entry.exit
     this.actions = options.actions ?? [...entry.actions]
     this.bug = entry.bug === true
   }

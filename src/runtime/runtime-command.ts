@@ -7,7 +7,7 @@ import {normalizeInstance, resourceNames, type ResourceNames} from '../config/in
 import {resolvePaths, type OccPaths} from '../config/paths.js'
 import type {OccConfig} from '../config/schema.js'
 import {loadConfig} from '../config/store.js'
-import {BugError, isOccErrorCode, NotSupportedError, OccError} from '../errors.js'
+import {BugError, ExitCode, isOccErrorCode, NotSupportedError, OccError} from '../errors.js'
 import type {HostRuntime} from './host-runtime.js'
 import {resolveRuntimeKind, type RuntimeChoice} from './resolve.js'
 import type {Runtime, RuntimeKind} from './runtime.js'
@@ -195,16 +195,21 @@ function worktreeRoot(): string {
 
 /**
  * Anything thrown becomes an OccError: known ones as they are, oclif's usage errors (bad flags,
- * missing args) as USAGE, and everything else as a bug in occ that says how to report it.
+ * missing args) as USAGE, a command's own this.error() as COMMAND_FAILED with the exit code it
+ * chose, and everything else as a bug in occ that says how to report it.
  */
 export function toOccError(error: unknown): OccError {
   if (error instanceof OccError) return error
   const occ = (error as {occ?: unknown})?.occ
   if (occ instanceof OccError) return occ
   if (error instanceof Errors.CLIError) {
-    const code = isOccErrorCode(error.code) ? error.code : 'USAGE'
     const suggestions = error.suggestions ?? []
-    return new OccError(code, error.message, suggestions.length > 0 ? {actions: suggestions} : {})
+    const actions = suggestions.length > 0 ? {actions: suggestions} : {}
+    if (isOccErrorCode(error.code)) return new OccError(error.code, error.message, actions)
+    // oclif's parser errors (unknown flag, missing arg, bad option) carry a `parse` field.
+    if ('parse' in error) return new OccError('USAGE', error.message, actions)
+    // Anything else is a command's own this.error(): keep the exit code it asked for.
+    return new OccError('COMMAND_FAILED', error.message, {...actions, exit: error.oclif?.exit ?? ExitCode.failure})
   }
 
   return new BugError(error instanceof Error ? error.message : String(error), {cause: error})

@@ -152,6 +152,41 @@ describe('errors: one table, catch() and the JSON error shape', () => {
       }
     })
 
+    it("a command's own this.error() keeps the exit code it chose, in text and in JSON", async () => {
+      class Refuses extends RuntimeCommand<typeof Refuses> {
+        static exit: number | undefined = 1
+        static override id = 'fixture:refuse'
+        async run(): Promise<void> {
+          this.error('the plugin refuses', Refuses.exit === undefined ? {} : {exit: Refuses.exit})
+        }
+      }
+
+      for (const exit of [1, 3, undefined]) {
+        Refuses.exit = exit
+        const expected = exit ?? ExitCode.usage // oclif's default exit for this.error()
+        const text = await captureOutput(() => Refuses.run([], config))
+        assert.equal(text.error?.oclif?.exit, expected)
+        assert.match(String(text.error?.message), /the plugin refuses/)
+
+        process.exitCode = undefined
+        const json = await captureOutput(() => Refuses.run(['--json'], config))
+        const parsed = parseJsonError(json.stdout)
+        assert.equal(parsed.error.code, 'COMMAND_FAILED', `exit ${exit}`)
+        assert.equal(parsed.error.exitCode, expected)
+        assert.equal(parsed.error.message, 'the plugin refuses')
+        assert.equal(parsed.error.bug, false)
+        assert.equal(process.exitCode, expected, 'the process exits with the code the JSON names')
+      }
+    })
+
+    it("oclif's parser errors stay USAGE (missing argument), whatever the command", async () => {
+      const {stdout} = await runCommand(['user', 'add', '--json'], {root: ROOT})
+      const parsed = parseJsonError(stdout)
+      assert.equal(parsed.error.code, 'USAGE')
+      assert.equal(parsed.error.exitCode, ExitCode.usage)
+      assert.equal(process.exitCode, ExitCode.usage)
+    })
+
     it('shows the cause of a bug with -v', async () => {
       Failing.failure = () => new Error('deep inside')
       const {error} = await captureOutput(() => Failing.run(['-v'], config))
