@@ -94,6 +94,21 @@ export class ContainerRuntime implements Runtime {
     return method
   }
 
+  async putArchive(): Promise<void> {
+    throw new NotSupportedError('Changing files of a stopped sandbox needs the Docker engine, on the host.', {
+      actions: ['Run the update from the host: occ update opencode'],
+    })
+  }
+
+  async startContainer(): Promise<void> {
+    throw new NotSupportedError('The sandbox cannot start itself from inside.', {actions: ['Start it from the host: occ start']})
+  }
+
+  /** Nothing here watches the container's life cycle. */
+  holdLifecycle(): () => void {
+    return () => {}
+  }
+
   async *logs(spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine> {
     if (!existsSync('/run/systemd/system')) {
       throw new NotSupportedError('Logs are unavailable inside a sandbox without systemd.', {

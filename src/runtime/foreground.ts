@@ -5,13 +5,18 @@ import type {OccPaths} from '../config/paths.js'
 import type {ForegroundContext} from './hooks.js'
 import type {HostRuntime} from './host-runtime.js'
 import {handleInterrupts} from './interrupts.js'
+import type {StopVerdict} from './stop-events.js'
+import {abortable} from './update/health-wait.js'
 import {repairAtStart} from './lifecycle.js'
 import {updateOpencodeWith} from './update-entry.js'
 
 export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
 
+/** What the foreground needs of the host runtime. */
+export type ForegroundHost = Pick<HostRuntime, 'containerState' | 'lifecycleFree' | 'lifecycleHolds' | 'waitForStop'>
+
 export interface ForegroundOptions {
-  host: HostRuntime
+  host: ForegroundHost
   /** Runs the foreground hooks with the signal; resolves when they have all finished. `fail` ends the loop non-zero at once. */
   runHooks: (signal: AbortSignal, fail: (error: Error) => void) => Promise<void>
   log: (message: string) => void
@@ -47,7 +52,7 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
     finish('signal')
   }, processLike)
   const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), {once: true}))
-  const watcher = options.host.waitForStop(controller.signal).then(
+  const watcher = watchContainer(options.host, controller.signal, options.log).then(
     (stop) => {
       if (controller.signal.aborted) return
       if (!stop) {
@@ -82,6 +87,26 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
 
   const why = end ?? 'signal'
   return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' || why === 'hook-failed' ? 1 : 0}
+}
+
+/**
+ * Waits until the container stops for good. A stop while the runtime's life cycle is held (an
+ * update of this process restarts the container, or brings it back after the new release
+ * crashed) is not the end: once the hold is released, a running container is watched again.
+ */
+export async function watchContainer(host: ForegroundHost, signal: AbortSignal, log: (message: string) => void): Promise<StopVerdict | undefined> {
+  for (;;) {
+    const stop = await host.waitForStop(signal)
+    if (signal.aborted || !stop) return stop
+    const holds = host.lifecycleHolds()
+    if (holds.length === 0) return stop
+    log(`The container stopped during a planned restart (${holds.join('; ')}); waiting for it to finish.`)
+    const free = host.lifecycleFree()
+    const aborted = await abortable(free, signal)
+    if (aborted === 'aborted') return undefined
+    const state = await host.containerState()
+    if (!state.running) return {exitCode: state.exitCode ?? stop.exitCode, expected: stop.expected}
+  }
 }
 
 export interface ServeOptions {

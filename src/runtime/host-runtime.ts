@@ -43,6 +43,9 @@ export class HostRuntime implements HostRuntimeApi {
   readonly names: ResourceNames
   readonly config: OccConfig
   readonly paths: OccPaths
+  /** Planned stops of the container in progress (holdLifecycle), by why. */
+  private readonly holds = new Map<symbol, string>()
+  private readonly holdWaiters: Array<() => void> = []
 
   constructor(options: HostRuntimeOptions) {
     this.docker = options.docker ?? createDockerClient()
@@ -118,6 +121,45 @@ export class HostRuntime implements HostRuntimeApi {
     }
 
     return method
+  }
+
+  async putArchive(directory: string, tar: Buffer): Promise<void> {
+    try {
+      await this.container().putArchive(tar, {path: directory})
+    } catch (error) {
+      if (isNotFound(error)) throw new ContainerMissingError(this.names.container, {cause: error})
+      throw error
+    }
+  }
+
+  async startContainer(): Promise<void> {
+    try {
+      await this.container().start()
+    } catch (error) {
+      if (isNotFound(error)) throw new ContainerMissingError(this.names.container, {cause: error})
+      // 304: already running.
+      if ((error as {statusCode?: number}).statusCode !== 304) throw error
+    }
+  }
+
+  holdLifecycle(why: string): () => void {
+    const token = Symbol(why)
+    this.holds.set(token, why)
+    return () => {
+      if (!this.holds.delete(token) || this.holds.size > 0) return
+      for (const wake of this.holdWaiters.splice(0)) wake()
+    }
+  }
+
+  /** Why the container's life cycle is held (empty when it is not). */
+  lifecycleHolds(): string[] {
+    return [...this.holds.values()]
+  }
+
+  /** Resolves once no hold is left (at once when there is none). */
+  lifecycleFree(): Promise<void> {
+    if (this.holds.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.holdWaiters.push(resolve))
   }
 
   async *logs(spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine> {

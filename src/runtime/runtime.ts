@@ -92,6 +92,20 @@ export interface Runtime {
   /** Restarts opencode only (not the whole container when avoidable). */
   restartOpencode(signal?: AbortSignal): Promise<RestartMethod>
   logs(spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine>
+  /**
+   * Extracts a tar archive into a directory of the container, running or STOPPED (the Engine
+   * API's archive endpoint: nothing runs in the sandbox). How an update rolls back a release
+   * that stopped the container. Host runtime only.
+   */
+  putArchive(directory: string, tar: Buffer): Promise<void>
+  /** Starts the (stopped) container again. Host runtime only. */
+  startContainer(): Promise<void>
+  /**
+   * Marks a planned stop of the container (an update restarting it, or bringing it back after
+   * a crash): until the returned release is called, a watcher of this runtime (the service's
+   * lifecycle watch) does not take a stop for the end of the sandbox. Releasing twice is a no-op.
+   */
+  holdLifecycle(why: string): () => void
 }
 
 /** The host runtime adds the container's life cycle, which only makes sense outside it. */

@@ -14,9 +14,22 @@ type Stop = {expected: boolean; exitCode?: number} | undefined
 function fakeHost() {
   let settle!: {resolve: (stop: Stop) => void; reject: (error: Error) => void}
   let watchSignal: AbortSignal | undefined
+  let watches = 0
+  // The life cycle holds, as HostRuntime keeps them (an update restarting the container).
+  const holds: string[] = []
+  let waiters: Array<() => void> = []
+  const state = {running: true, exitCode: undefined as number | undefined}
   const host = {
+    async containerState() {
+      return {exists: true, exitCode: state.exitCode, labels: {}, mounts: [], name: 'c', running: state.running, status: state.running ? 'running' : 'exited'}
+    },
+    lifecycleFree(): Promise<void> {
+      return holds.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))
+    },
+    lifecycleHolds: () => [...holds],
     waitForStop(signal: AbortSignal): Promise<Stop> {
       watchSignal = signal
+      watches++
       return new Promise<Stop>((resolve, reject) => {
         settle = {reject, resolve}
         signal.addEventListener('abort', () => resolve(undefined), {once: true})
@@ -24,7 +37,21 @@ function fakeHost() {
     },
   }
   return {
+    hold(why: string) {
+      holds.push(why)
+      return () => {
+        holds.splice(holds.indexOf(why), 1)
+        if (holds.length === 0) {
+          for (const wake of waiters) wake()
+          waiters = []
+        }
+      }
+    },
     host: host as unknown as HostRuntime,
+    state,
+    get watches() {
+      return watches
+    },
     get settle() {
       return settle
     },
@@ -118,6 +145,46 @@ describe('runForeground (occ start --no-daemon)', () => {
     assert.equal(result.exitCode, 1)
     assert.ok(logs.some((line) => line.includes('socket hang up')), logs.join('\n'))
     assertNoListenersLeft(emitter)
+  })
+
+  it('a stop during a planned restart (an update of this process) is not the end: watched again once the container runs', async () => {
+    const {emitter, fake, hooks, logs, options} = setup()
+    const running = runForeground(options)
+    await delay(5)
+    const release = fake.hold('update to 6666666')
+    // The new release crashed: the container died while the update held the life cycle.
+    fake.state.running = false
+    fake.settle.resolve({exitCode: 1, expected: false})
+    await delay(20)
+    assert.equal(hooks.state.signal?.aborted, false, 'the hooks were stopped during the planned restart')
+    assert.ok(logs.some((line) => line.includes('planned restart (update to 6666666)')), logs.join('\n'))
+    // The update rolled back and started the container again, then let go.
+    fake.state.running = true
+    release()
+    await delay(20)
+    assert.equal(fake.watches, 2, 'the container is not watched again')
+    assert.equal(hooks.state.signal?.aborted, false)
+    // A real death afterwards still ends it.
+    fake.state.running = false
+    fake.settle.resolve({exitCode: 137, expected: false})
+    const result = await running
+    assert.deepEqual(result, {containerExitCode: 137, end: 'container-died', exitCode: 1})
+    assertNoListenersLeft(emitter)
+  })
+
+  it('a container still stopped when the planned restart ends is the end (exit 1, its exit code)', async () => {
+    const {fake, options} = setup()
+    const running = runForeground(options)
+    await delay(5)
+    const release = fake.hold('update')
+    fake.state.running = false
+    fake.state.exitCode = 1
+    fake.settle.resolve({exitCode: 1, expected: false})
+    await delay(20)
+    release()
+    const result = await running
+    assert.deepEqual(result, {containerExitCode: 1, end: 'container-died', exitCode: 1})
+    assert.equal(fake.watches, 1)
   })
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -4,6 +4,7 @@ import {resourceNames} from '../../src/config/instance.js'
 import {ExitCode, SandboxStoppedError, TimeoutError} from '../../src/errors.js'
 import {waitUntilReady, type ReadinessOptions} from '../../src/runtime/readiness.js'
 import type {ContainerState, ExecResult, HealthProbe, Runtime} from '../../src/runtime/runtime.js'
+import {UNUSED_CONTAINER_CONTROL} from './runtime-stubs.js'
 
 const HEALTHY: HealthProbe = {body: {healthy: true, version: '1.0.0'}, kind: 'http', status: 200}
 const BROKER_UP = 'version=1.0.0\nbroker_process=1\nbroker_socket=1\n'
@@ -23,6 +24,7 @@ function fakeRuntime(script: Script) {
   const calls = {exec: 0, probe: 0, state: 0}
   const pick = <T>(list: T[] | undefined, index: number, fallback: T): T => (list && list.length > 0 ? list[Math.min(index, list.length - 1)] : fallback)
   const runtime: Runtime = {
+    ...UNUSED_CONTAINER_CONTROL,
     async containerState(): Promise<ContainerState> {
       const partial = pick(script.states, calls.state++, {})
       return {exists: true, labels: {}, mounts: [], name: 'opencode-cloud-sandbox-t', running: true, status: 'running', ...partial}

@@ -13,6 +13,7 @@ import {
   mapOpencodeHealth,
   parseSandboxFacts,
 } from '../../src/runtime/status.js'
+import {UNUSED_CONTAINER_CONTROL} from './runtime-stubs.js'
 
 const COMMIT = 'df9b40b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7'
 // eslint-disable-next-line no-control-regex
@@ -253,6 +254,7 @@ describe('status model', () => {
       const calls = {exec: [] as string[][], probe: 0}
       const full: ContainerState = {exists: true, labels: {'org.opencode-cloud.version': 'label-1'}, mounts: [], name: 'opencode-cloud-sandbox-x', running: true, status: 'running', ...state}
       const runtime: Runtime = {
+        ...UNUSED_CONTAINER_CONTROL,
         async containerState() {
           return full
         },

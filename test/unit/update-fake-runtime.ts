@@ -6,12 +6,15 @@
  */
 import {resourceNames} from '../../src/config/instance.js'
 import type {ExecOptions, ExecResult, HealthProbe, RestartMethod, Runtime} from '../../src/runtime/runtime.js'
+import {readTar} from '../../src/docker/tar.js'
 import type {BuildOptions, Journal, LockAttempt, LockOwner, LockRecord, ReleaseStore, StoreState} from '../../src/runtime/update/release-store.js'
 
 export interface FakeBuild {
   version: string
   buildFail?: boolean
   healthFail?: boolean
+  /** opencode exits at once: without a supervisor, the container stops. */
+  crashes?: boolean
   /** The build takes this long (ms), unless killed. */
   buildMs?: number
   /** Extra output chunks the build writes (as a hostile build could). */
@@ -28,6 +31,7 @@ export const SHA = {
   main: '3333333333333333333333333333333333333333',
   bad: '4444444444444444444444444444444444444444',
   fail: '5555555555555555555555555555555555555555',
+  crash: '6666666666666666666666666666666666666666',
   twinA: 'abcdef1000000000000000000000000000000000',
   twinB: 'abcdef1999999999999999999999999999999999',
 }
@@ -59,6 +63,7 @@ export class FakeSandbox implements Runtime {
     [SHA.main]: {version: '1.2.0'},
     [SHA.bad]: {healthFail: true, version: '1.3.0'},
     [SHA.fail]: {buildFail: true, version: '1.4.0'},
+    [SHA.crash]: {crashes: true, version: '0.0.0-crash'},
     [SHA.twinA]: {version: '2.0.0'},
     [SHA.twinB]: {version: '2.0.1'},
   }
@@ -103,14 +108,58 @@ export class FakeSandbox implements Runtime {
 
   async restartOpencode(): Promise<RestartMethod> {
     this.restarts++
+    if (this.restartMethodValue === 'container') this.container.running = true
     this.running = this.current ? this.releases.get(this.current) : this.plain
     this.events.push(`restart:${this.running?.version}`)
+    this.crashIfItDoes()
     return this.restartMethodValue
+  }
+
+  /** Without a supervisor, opencode's exit is the container's. */
+  private crashIfItDoes(): void {
+    if (!this.running?.crashes) return
+    this.running = undefined
+    if (this.restartMethodValue === 'container') {
+      this.container.running = false
+      this.events.push('container-stopped')
+    }
+  }
+
+  /** The tar entries extracted into the stopped or running container (only `current` is modelled). */
+  async putArchive(directory: string, tar: Buffer): Promise<void> {
+    if (!this.container.exists) throw new Error('no such container')
+    for (const entry of readTar(tar)) {
+      const path = `${directory}/${entry.name}`
+      this.events.push(`archive:${path}${entry.type === '2' ? `->${entry.linkName}` : ''}`)
+      if (path === '/opt/opencode/current' && entry.type === '2' && entry.linkName.startsWith('releases/')) this.current = entry.linkName.slice('releases/'.length)
+    }
+  }
+
+  async startContainer(): Promise<void> {
+    if (this.container.running) return
+    this.container.running = true
+    this.running = this.current ? this.releases.get(this.current) : this.plain
+    this.events.push(`start:${this.running?.version}`)
+    this.crashIfItDoes()
+  }
+
+  /** Holds of the life cycle now in effect; every hold and release lands in events. */
+  holds = 0
+  holdLifecycle(why: string): () => void {
+    this.holds++
+    this.events.push(`hold:${why}`)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.holds--
+      this.events.push('hold-released')
+    }
   }
 
   async probeHealth(): Promise<HealthProbe> {
     if (this.healthOverride) return this.healthOverride
-    if (!this.running) return {kind: 'refused'}
+    if (!this.container.running || !this.running) return {kind: 'refused'}
     if (this.running.healthFail) return {body: {healthy: false, version: this.running.version}, kind: 'http', status: 503}
     return {body: {healthy: true, version: this.running.version}, kind: 'http', status: 200}
   }

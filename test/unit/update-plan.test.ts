@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {performance} from 'node:perf_hooks'
 
 import fc from 'fast-check'
 
@@ -208,6 +209,73 @@ describe('update plan (fake runtime)', () => {
     assert.equal(outcome.error?.code, 'ROLLBACK_UNHEALTHY')
     assert.match(outcome.message, /Rolled back to 1111111, but it is not healthy either/)
     assert.equal(sandbox.commitFile, SHA.old)
+  })
+
+  it('container restart (no supervisor): a release that stops the container is rolled back on the stopped container, started and verified', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.restartMethodValue = 'container'
+    sandbox.branches.dev = SHA.crash
+    const started = performance.now()
+    // A long health timeout: the wait must end when the container stops, not spin until then.
+    const outcome = await plan(sandbox, {}, {}, {...FAST, healthTimeoutMs: 60_000})
+    assert.ok(performance.now() - started < 5000, `the health wait spun for ${Math.round(performance.now() - started)} ms on a stopped container`)
+    assert.equal(outcome.status, 'error')
+    assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
+    assert.equal(outcome.rolledBack, true)
+    assert.match(outcome.message, /^Update to 6666666 failed: the new version did not come up: the container stopped \(exited\)\. Rolled back to 1111111, which is serving again\.$/)
+    assert.equal(sandbox.container.running, true, 'the container was not started again')
+    assert.equal(sandbox.running?.version, '1.0.0')
+    assert.equal(sandbox.current, SHA.old)
+    assert.equal(sandbox.commitFile, SHA.old)
+    assert.equal(sandbox.journal, undefined)
+    assert.equal(sandbox.lock, undefined)
+    assert.ok(!sandbox.releases.has(SHA.crash), 'the failed release is removed')
+    assert.equal(outcome.toVersion, '1.0.0')
+    assert.equal(outcome.toCommit, SHA.old)
+    // The order: held, crashed, current switched back through the archive, started, verified, files rolled back, released.
+    const from = sandbox.events.indexOf(`hold:update to 6666666`)
+    assert.ok(from >= 0, sandbox.events.join(' '))
+    assert.deepEqual(sandbox.events.slice(from).filter((event) => !event.startsWith('prune')), [
+      'hold:update to 6666666',
+      'restart:0.0.0-crash',
+      'container-stopped',
+      `archive:/opt/opencode/current->releases/${SHA.old}`,
+      'start:1.0.0',
+      `rollback:${SHA.old}`,
+      'hold-released',
+      'unlock',
+    ])
+    assert.equal(sandbox.holds, 0)
+    const s = statuses(outcome.steps)
+    assert.equal(s.restart, 'failed')
+    assert.equal(s.rollback, 'done')
+    assert.match(outcome.steps.find((step) => step.step === 'rollback')?.detail ?? '', /archive endpoint/)
+  })
+
+  it('container restart: when the previous release does not come up either, it says so at once (not after the timeout)', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.restartMethodValue = 'container'
+    sandbox.branches.dev = SHA.crash
+    sandbox.plain = {crashes: true, version: '1.0.0'}
+    sandbox.running = {version: '1.0.0'}
+    const started = performance.now()
+    const outcome = await plan(sandbox, {}, {}, {...FAST, healthTimeoutMs: 60_000})
+    assert.ok(performance.now() - started < 5000)
+    assert.equal(outcome.error?.code, 'ROLLBACK_UNHEALTHY')
+    assert.match(outcome.message, /Switched the stopped container back to 1111111 and started it, but it is not healthy either: the container stopped/)
+    assert.equal(outcome.rolledBack, true)
+    assert.equal(sandbox.holds, 0, 'the life cycle hold was not released')
+  })
+
+  it('container restart: a healthy new release keeps the container running, the hold is released', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.restartMethodValue = 'container'
+    const outcome = await plan(sandbox, {}, {}, FAST)
+    assert.equal(outcome.status, 'success', outcome.message)
+    assert.equal(outcome.restartMethod, 'container')
+    assert.equal(sandbox.container.running, true)
+    assert.equal(sandbox.holds, 0)
+    assert.ok(!sandbox.events.some((event) => event.startsWith('archive:')), 'wrote into the container through the archive endpoint without need')
   })
 
   it('waits for the new version: a healthy answer from the old one does not count', async () => {

@@ -1,11 +1,13 @@
 /**
  * Waiting for opencode to answer healthy, from a given version, on the monotonic clock (a wall
- * clock jump must not decide an update), and stopped at once by a signal (SIGTERM).
+ * clock jump must not decide an update), stopped at once by a signal (SIGTERM), and ended at
+ * once when the container stops (without a supervisor, a crashing opencode stops it: no answer
+ * will ever come, so spinning on "connection refused" until the timeout tells nothing).
  */
 import {performance} from 'node:perf_hooks'
 
 import {errorMessage} from '../../errors.js'
-import type {HealthProbe, Runtime} from '../runtime.js'
+import type {ContainerState, HealthProbe, Runtime} from '../runtime.js'
 import {judgeHealth} from './layout.js'
 
 export interface HealthWaitOptions {
@@ -22,6 +24,11 @@ export interface HealthWaitOptions {
   otherVersionAnswers?: number
   /** The monotonic clock in ms (tests pass their own). */
   now?: () => number
+  /**
+   * Asked after each answer that is not healthy: a reason when the container is not running
+   * (it stopped: nothing will answer), and the wait ends at once with `stopped`.
+   */
+  stopped?: () => Promise<string | undefined>
 }
 
 export interface HealthWaitVerdict {
@@ -30,6 +37,8 @@ export interface HealthWaitVerdict {
   aborted?: boolean
   /** A healthy answer came, but from another version than expected. */
   otherVersion?: boolean
+  /** The container stopped while waiting (`stopped` said so). */
+  stopped?: boolean
 }
 
 export async function waitHealthy(
@@ -59,6 +68,12 @@ export async function waitHealthy(
     otherStreak = other ? otherStreak + 1 : 0
     if (streak >= needed) return {detail, healthy: true}
     if (options.otherVersionAnswers && otherStreak >= options.otherVersionAnswers) return {detail, healthy: false, otherVersion: true}
+    if (!verdict.healthy && options.stopped) {
+      const why = await abortable(options.stopped().catch(() => undefined), options.signal)
+      if (why === 'aborted') return {aborted: true, detail: `stopped while waiting (last answer: ${detail})`, healthy: false}
+      if (why) return {detail: why, healthy: false, stopped: true}
+    }
+
     if ((await abortable(sleep(options.intervalMs ?? 250), options.signal)) === 'aborted') {
       return {aborted: true, detail: `stopped while waiting (last answer: ${detail})`, healthy: false}
     }
@@ -86,4 +101,15 @@ export async function abortable<T>(work: Promise<T>, signal: AbortSignal | undef
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort)
   }
+}
+
+/** For `stopped`: the reason when the container is not running. */
+export function containerStopped(runtime: Pick<Runtime, 'containerState'>): () => Promise<string | undefined> {
+  return async () => stoppedReason(await runtime.containerState())
+}
+
+export function stoppedReason(state: ContainerState): string | undefined {
+  if (!state.exists) return 'the container was removed'
+  if (state.running) return undefined
+  return `the container stopped (${state.status}${state.exitCode === undefined ? '' : `, exit ${state.exitCode}`})`
 }

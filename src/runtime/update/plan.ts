@@ -17,8 +17,9 @@ import {cleanLine, resultMessage} from '../../protocol/text.js'
 import type {ExecOptions, ExecResult, RestartMethod, Runtime} from '../runtime.js'
 import {UPDATE_STEPS, type StepTiming, type UpdateOutcome, type UpdateProgress, type UpdateRequest, type UpdateStep} from '../update-types.js'
 import {UpdateCancelledError, UpdateFailedError} from './errors.js'
-import {waitHealthy} from './health-wait.js'
-import {checkRepo, firstLine, IMAGE_RECIPE, imageReleaseName, isFullSha, localRepoPath, OPENCODE_USER, parseLsRemote, shortSha, tail} from './layout.js'
+import {symlinkTar} from '../../docker/tar.js'
+import {containerStopped, waitHealthy} from './health-wait.js'
+import {checkRepo, firstLine, IMAGE_RECIPE, imageReleaseName, isFullSha, localRepoPath, OPENCODE_ROOT, OPENCODE_USER, parseLsRemote, shortSha, tail} from './layout.js'
 import {LineSplitter} from '../logs-spec.js'
 import {ScriptReleaseStore, type ReleaseStore, type StoreState} from './release-store.js'
 import {busyError, releaseUpdateLock, repairUnderLock, takeUpdateLock, type RepairReport} from './repair.js'
@@ -188,14 +189,22 @@ class UpdateRun {
     const built = await this.step('build', () => this.build(prepared))
     const activated = await this.step('activate', () => this.activate(prepared, resolved.commit, built))
     let restartError: unknown
+    // Without a supervisor the container itself restarts, and a new release that crashes stops
+    // it: a service's lifecycle watch must not take either for the end of the sandbox.
+    const release = this.runtime.holdLifecycle(`update to ${shortSha(resolved.commit)}`)
     try {
-      await this.step('restart', () => this.restartAndVerify(built.version))
-    } catch (error) {
-      restartError = error
+      try {
+        await this.step('restart', () => this.restartAndVerify(built.version))
+      } catch (error) {
+        restartError = error
+      }
+
+      if (restartError) await this.step('rollback', () => this.rollback(activated, resolved.commit, restartError))
+    } finally {
+      release()
     }
 
     if (restartError) {
-      await this.step('rollback', () => this.rollback(activated, resolved.commit, restartError))
       const interrupted = restartError instanceof UpdateCancelledError
       const error = new UpdateFailedError(
         interrupted ? 'UPDATE_INTERRUPTED' : 'UPDATE_ROLLED_BACK',
@@ -402,9 +411,11 @@ class UpdateRun {
       intervalMs: this.opts.healthIntervalMs,
       now: this.now,
       signal: this.signal,
+      stopped: containerStopped(this.runtime),
       timeoutMs: this.opts.healthTimeoutMs,
     })
     if (verdict.aborted) throw new UpdateCancelledError(`occ was stopped while checking the new version (${verdict.detail}).`)
+    if (verdict.stopped) throw new UpdateFailedError('UNHEALTHY', `the new version did not come up: ${verdict.detail}`)
     if (!verdict.healthy) {
       throw new UpdateFailedError('UNHEALTHY', `the new version did not answer healthy within ${formatSeconds(this.opts.healthTimeoutMs)} (last answer: ${verdict.detail})`)
     }
@@ -426,6 +437,8 @@ class UpdateRun {
   private async rollback(activated: Activated, commit: string, cause: unknown): Promise<string> {
     const reason = errorMessage(cause)
     const to = shortSha(activated.previousCommit ?? activated.previous)
+    const container = await this.runtime.containerState().catch(() => undefined)
+    if (container?.exists && !container.running) return this.rollbackStopped(activated, commit, reason)
     try {
       await this.store.rollback(true)
     } catch (error) {
@@ -445,6 +458,7 @@ class UpdateRun {
         healthyAnswers: this.opts.healthyAnswers,
         intervalMs: this.opts.healthIntervalMs,
         now: this.now,
+        stopped: containerStopped(this.runtime),
         timeoutMs: this.opts.healthTimeoutMs,
       })
     } catch (error) {
@@ -464,6 +478,70 @@ class UpdateRun {
     }
 
     return `back on ${to}; restarted via ${method}; ${verdict.detail}`
+  }
+
+  /**
+   * The new release stopped the container (no supervisor: opencode's exit is the container's).
+   * Nothing can run in a stopped container, so `current` is pointed back at the previous
+   * release through the Engine API's archive endpoint (a tar holding that one symlink; the
+   * extraction replaces the link). Then the container is started on the previous release and
+   * must answer healthy from its version; only then does the store finish the rollback on the
+   * files (COMMIT, links, the journal, the failed release). Killed anywhere in between, the
+   * journal still names the failed release and the next start repairs it.
+   */
+  private async rollbackStopped(activated: Activated, commit: string, reason: string): Promise<string> {
+    const to = shortSha(activated.previousCommit ?? activated.previous)
+    try {
+      await this.runtime.putArchive(OPENCODE_ROOT, symlinkTar('current', `releases/${activated.previous}`))
+    } catch (error) {
+      throw new UpdateFailedError(
+        'ROLLBACK_FAILED',
+        `opencode ${shortSha(commit)} failed (${reason}), and pointing the stopped container back at ${to} failed too: ${errorMessage(error)}`,
+        {actions: ['Start the sandbox, which repairs the unverified release first: occ start', 'Look at the sandbox: occ logs']},
+      )
+    }
+
+    this.outcome.rolledBack = true
+    this.outcome.toVersion = activated.previousVersion
+    this.outcome.restartMethod = 'container'
+    let verdict
+    try {
+      await this.runtime.startContainer()
+      verdict = await waitHealthy(this.runtime, activated.previousVersion, {
+        healthyAnswers: this.opts.healthyAnswers,
+        intervalMs: this.opts.healthIntervalMs,
+        now: this.now,
+        stopped: containerStopped(this.runtime),
+        timeoutMs: this.opts.healthTimeoutMs,
+      })
+    } catch (error) {
+      verdict = {detail: `starting the container failed: ${errorMessage(error)}`, healthy: false}
+    }
+
+    if (!verdict.healthy) {
+      throw Object.assign(
+        new UpdateFailedError(
+          'ROLLBACK_UNHEALTHY',
+          `Update to ${shortSha(commit)} failed: ${reason}. Switched the stopped container back to ${to} and started it, but it is not healthy either: ${verdict.detail}`,
+          {actions: ['Look at the logs: occ logs', 'Restart the sandbox: occ restart']},
+        ),
+        {installed: activated.previousCommit},
+      )
+    }
+
+    // Running again: the rest of the rollback (COMMIT, links, journal, the failed release) as usual.
+    try {
+      await this.store.rollback(true)
+    } catch (error) {
+      throw Object.assign(
+        new UpdateFailedError('ROLLBACK_FAILED', `Update to ${shortSha(commit)} failed: ${reason}. ${to} serves again, but clearing the failed release's journal failed: ${errorMessage(error)}`, {
+          actions: ['Restart the sandbox, which finishes the repair: occ restart'],
+        }),
+        {installed: activated.previousCommit},
+      )
+    }
+
+    return `the container had stopped; current pointed back at ${to} through the archive endpoint, container started; ${verdict.detail}`
   }
 
   private async prune(commit: string, previous: string): Promise<string> {

@@ -11,7 +11,7 @@ import path from 'node:path'
 import {execa, type ResultPromise} from 'execa'
 
 import {CONTAINER_COMMANDS_DIR, LISTENER_FILE, MOUNT_STATE, REQUEST_FILE, RESULT_FILE, type UpdateResult} from '../../../src/index.js'
-import {createFixtureRepo, pushCommit} from '../../fixtures/sandbox/repo-helpers.mjs'
+import {createFixtureRepo, MAKE_REPO_SCRIPT, pushCommit} from '../../fixtures/sandbox/repo-helpers.mjs'
 import {createSandboxEnv, OCC_BIN, type SandboxEnv, useFixtureImage} from '../../helpers/sandbox-env.js'
 import {linkThirdPartyPlugin} from './third-party-plugin.js'
 
@@ -51,17 +51,30 @@ export interface ListenerWorld {
   cleanup(): Promise<void>
 }
 
-export async function createListenerWorld(label: string, options: {mountRepo?: boolean} = {}): Promise<ListenerWorld> {
+export interface ListenerWorldOptions {
+  mountRepo?: boolean
+  /** Another image (default the fixture image). */
+  image?: string
+  /** The source tree the repo's main is made from (default the fixture's; must match the image's COMMIT). */
+  sourceDir?: string
+  /** More `--mount host:container[:ro]` for every start. */
+  mounts?: string[]
+}
+
+export async function createListenerWorld(label: string, options: ListenerWorldOptions = {}): Promise<ListenerWorld> {
   const sandbox = await createSandboxEnv(label)
   const repoDir = path.join(sandbox.root, 'opencode.git')
-  const {commit: baseCommit} = await createFixtureRepo(repoDir)
+  const baseCommit = options.sourceDir ? await createRepoFrom(repoDir, options.sourceDir) : (await createFixtureRepo(repoDir)).commit
   // The container's git (another uid) reads the repo: world-readable.
   await execa('chmod', ['-R', 'a+rX', sandbox.root])
-  await useFixtureImage(sandbox, {opencode_repo: CONTAINER_REPO})
+  await useFixtureImage(sandbox, {opencode_repo: CONTAINER_REPO}, options.image)
   await linkThirdPartyPlugin(sandbox)
   const markerFile = path.join(sandbox.root, 'third-party-marker.json')
   const commandsDir = path.join(sandbox.env.XDG_STATE_HOME, 'opencode', 'opencode-cloud', 'commands')
-  const startArgs = options.mountRepo === false ? [] : ['--mount', `${repoDir}:${CONTAINER_REPO}:ro`]
+  const startArgs = [
+    ...(options.mountRepo === false ? [] : ['--mount', `${repoDir}:${CONTAINER_REPO}:ro`]),
+    ...(options.mounts ?? []).flatMap((mount) => ['--mount', mount]),
+  ]
   const running: Foreground[] = []
 
   const world: ListenerWorld = {
@@ -156,6 +169,14 @@ export async function createListenerWorld(label: string, options: {mountRepo?: b
     },
   }
   return world
+}
+
+/** A bare repo whose main is `sourceDir` committed as the images' build does it (the same SHA as their COMMIT). */
+async function createRepoFrom(repoDir: string, sourceDir: string): Promise<string> {
+  const {stdout} = await execa('sh', [MAKE_REPO_SCRIPT, repoDir, sourceDir])
+  const commit = stdout.trim().split('\n').pop() ?? ''
+  if (!/^[0-9a-f]{40}$/.test(commit)) throw new Error(`make-opencode-repo.sh printed no commit: ${stdout}`)
+  return commit
 }
 
 export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, describe: () => string): Promise<void> {

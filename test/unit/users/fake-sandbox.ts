@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 
 import {resourceNames} from '../../../src/config/instance.js'
 import type {ContainerState, ExecOptions, ExecResult, Runtime, RuntimeKind} from '../../../src/runtime/runtime.js'
+import {UNUSED_CONTAINER_CONTROL} from '../runtime-stubs.js'
 
 interface FakeAccount {
   uid: number
@@ -81,6 +82,10 @@ export class FakeSandbox implements Runtime {
   async restartOpencode(): Promise<'supervisor'> {
     return 'supervisor'
   }
+
+  holdLifecycle = UNUSED_CONTAINER_CONTROL.holdLifecycle
+  putArchive = UNUSED_CONTAINER_CONTROL.putArchive
+  startContainer = UNUSED_CONTAINER_CONTROL.startContainer
 
   // eslint-disable-next-line require-yield
   async *logs(): AsyncIterable<never> {
