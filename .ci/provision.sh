@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision what occ's tests need on a fresh Debian 12 machine: Node >= 24.15 (or 22.22.2+),
-# a running Docker engine, the debian:bookworm-slim base image (no registry is reachable), and
-# chromium for the browser tests.
+# a running Docker engine, the debian:bookworm-slim base image (no registry is reachable), chromium
+# for the browser tests, and Debian's docker-registry (the tests' own local registry).
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,6 +71,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2; apt-get install -y -qq chromium >&2
 fi
+
+# --- docker-registry (the integration tests run their own registry on a loopback port) -----
+# The tests run the binary themselves (test/helpers/registry.ts); the package's own service, where
+# a service manager started it on :5000, is stopped and disabled so it plays no part.
+if ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing docker-registry"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2; apt-get install -y -qq docker-registry >&2
+  if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+fi
+log "docker-registry $(docker-registry --version 2>/dev/null | awk '{print $3}')"
 
 # --- shellcheck (npm run lint checks the release store script) ----------------------------
 if ! command -v shellcheck >/dev/null 2>&1; then
