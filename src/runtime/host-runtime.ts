@@ -132,6 +132,38 @@ export class HostRuntime implements HostRuntimeApi {
     }
   }
 
+  /** A path's tar from the archive endpoint (running or stopped container), capped; undefined when it does not exist. */
+  async getArchive(path: string, maxBytes: number): Promise<Buffer | undefined> {
+    let stream: NodeJS.ReadableStream & {destroy?: () => void}
+    try {
+      stream = (await this.container().getArchive({path})) as NodeJS.ReadableStream
+    } catch (error) {
+      if (isNotFound(error)) return undefined
+      throw error
+    }
+
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length
+      chunks.push(chunk)
+      if (size > maxBytes) {
+        stream.destroy?.()
+        break
+      }
+    }
+
+    return Buffer.concat(chunks).subarray(0, maxBytes)
+  }
+
+  /**
+   * Whether a path exists in the container: the first bytes of its archive, the rest dropped.
+   * (Not the HEAD stat endpoint: dockerode leaves that socket open, which keeps occ from exiting.)
+   */
+  async exists(path: string): Promise<boolean> {
+    return (await this.getArchive(path, 512)) !== undefined
+  }
+
   async startContainer(): Promise<void> {
     try {
       await this.container().start()

@@ -175,6 +175,12 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
   if (!info) throw new OccError('CONTAINER_CREATE_FAILED', `Container ${names.container} vanished right after it was created.`)
   if (!info.State.Running) {
     warn(...(await prepareMountDirs(host, bindMountSpecs((await host.containerState()).mounts))))
+    if (!created) {
+      const undone = await undoUnverifiedBeforeStart(host)
+      if (undone.warning) warn(undone.warning)
+      if (undone.message) progress(undone.message)
+    }
+
     progress(`Starting container ${names.container}`)
     try {
       await host.container().start()
@@ -268,6 +274,21 @@ export async function repairAtStart(
     return report.kind === 'none' ? {kind: 'none', message: ''} : {kind: report.kind, message: report.message}
   } catch (error) {
     return {kind: 'failed', message: `Could not check for a release left unverified by an interrupted update: ${errorMessage(error)}`}
+  }
+}
+
+/**
+ * A stopped sandbox left on a release an update never verified starts on the previous release
+ * (the release may be what stopped it; see update/stopped-sandbox.ts). A failure to check is a
+ * warning: the start goes on, and the repair after it still runs.
+ */
+async function undoUnverifiedBeforeStart(host: HostRuntime): Promise<{message?: string; warning?: string}> {
+  try {
+    const {undoUnverifiedOnStopped} = await import('./update/stopped-sandbox.js')
+    const message = await undoUnverifiedOnStopped(host)
+    return message ? {message} : {}
+  } catch (error) {
+    return {warning: `Could not check the stopped sandbox for a release an interrupted update left unverified: ${errorMessage(error)}`}
   }
 }
 
@@ -380,6 +401,12 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
       url: result.url,
       users: result.users,
     }
+  }
+
+  if (!info.State.Running) {
+    const undone = await undoUnverifiedBeforeStart(host)
+    const note = undone.message ?? undone.warning
+    if (note) options.onProgress?.(note)
   }
 
   options.onProgress?.(`Restarting container ${host.names.container}`)

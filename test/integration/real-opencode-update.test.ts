@@ -160,6 +160,36 @@ describe('updating the real opencode (real image, container restarts, one shared
     assert.equal((await container()).running, true)
   })
 
+  it('a sandbox left stopped on an unverified release that crashes (an update killed right after the crash): occ start brings it up on the previous release', async () => {
+    listener.child.kill('SIGKILL')
+    await listener.exited
+    // What such a kill leaves: the crash release switched in and journalled, the container stopped by its exit.
+    const crash = await branchHead('crash')
+    const plant = await world.containerSh(
+      [
+        'set -e; cd /opt/opencode',
+        'mkdir -p "releases/$1/bin" && cp /opt/opencode-dist/0.0.0-crash/opencode "releases/$1/bin/opencode" && echo 0.0.0-crash > "releases/$1/VERSION"',
+        'printf "release=%s\nprevious=%s\nprevious_commit=%s\nversion=0.0.0-crash\nsince=%s\n" "$1" "$2" "$2" "$(date +%s)" > .journal',
+        'ln -sfn "releases/$1" .current.tmp && mv -T .current.tmp current',
+      ].join('\n'),
+      [crash, world.baseCommit],
+      'root',
+    )
+    assert.equal(plant.exitCode, 0, plant.stderr)
+    await world.sandbox.docker.getContainer(world.sandbox.containerName).stop({t: 10})
+    const start = await world.sandbox.occ(['start', '--json', ...world.startArgs])
+    assert.equal(start.exitCode, 0, `${String(start.stdout)}\n${String(start.stderr)}`)
+    const started = JSON.parse(String(start.stdout)) as {repair?: {kind: string; message: string}; readiness: {opencode: {version?: string}}}
+    assert.equal(started.readiness.opencode.version, REAL_OPENCODE_VERSION)
+    assert.equal(started.repair?.kind, 'rolled-back', JSON.stringify(started.repair))
+    // Started as it was, the crash release would have stopped the container again (SANDBOX_STOPPED).
+    assert.match(started.repair?.message ?? '', /^Rolled back the unverified release [0-9a-f]{7} \(current does not point at it\)/)
+    assert.deepEqual(await health(), {healthy: true, version: REAL_OPENCODE_VERSION})
+    assert.equal(await leftovers(), '')
+    const current = await world.containerSh('readlink /opt/opencode/current; cat /opt/opencode/COMMIT; [ -e "/opt/opencode/releases/$1" ] && echo kept; true', [crash], 'root')
+    assert.equal(current.stdout.trim(), `releases/${world.baseCommit}\n${world.baseCommit}`)
+  })
+
   function alive(foreground: Foreground): boolean {
     try {
       process.kill(foreground.pid, 0)
