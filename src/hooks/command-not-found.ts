@@ -1,7 +1,7 @@
-import {Errors, type Hook, toConfiguredId} from '@oclif/core'
+import {Errors, type Hook, type Interfaces, toConfiguredId} from '@oclif/core'
 
 import {OccError, UsageError} from '../errors.js'
-import {printJsonError, wantsJson} from '../cli/output.js'
+import {failOutsideCommand, wantsJson} from '../cli/output.js'
 
 /**
  * `occ stauts`: in a terminal, @oclif/plugin-not-found asks "Did you mean status?" and runs it;
@@ -13,11 +13,9 @@ const commandNotFound: Hook<'command_not_found'> = async function (options) {
   // `occ --json` or `occ -q` alone: global flags and no command (oclif takes the flag for the id).
   const flagsOnly = options.id.startsWith('-')
   const json = wantsJson(flagsOnly ? [options.id, ...argv] : argv)
-  const visible = options.config.commands.filter((command) => !command.hidden)
-  const ids = [...visible.map((command) => command.id), ...visible.flatMap((command) => command.aliases)]
   if (flagsOnly) {
     const typed = ['occ', options.id, ...argv].join(' ')
-    fail(this, new UsageError(`'${typed}' names no command.`, {actions: [`Put a command after the flags: ${typed} <command>`, 'List the commands: occ help']}), json)
+    failOutsideCommand(new UsageError(`'${typed}' names no command.`, {actions: [`Put a command after the flags: ${typed} <command>`, 'List the commands: occ help']}), json)
   }
 
   if (!json && process.stdin.isTTY && process.stderr.isTTY) {
@@ -37,22 +35,17 @@ const commandNotFound: Hook<'command_not_found'> = async function (options) {
     }
   }
 
-  const typed = toConfiguredId(options.id, options.config)
-  const suggestion = closest(options.id, ids)
-  const error = new OccError('COMMAND_NOT_FOUND', `'${typed}' is not an occ command.`, {
-    actions: [...(suggestion ? [`Did you mean: occ ${toConfiguredId(suggestion, options.config)}`] : []), 'List the commands: occ help'],
-  })
-  fail(this, error, json)
+  failOutsideCommand(notFoundError(options.id, options.config), json)
 }
 
-/** A usage error, as JSON under --json; never returns. */
-function fail(context: Hook.Context, error: OccError, json: boolean): never {
-  if (json) {
-    printJsonError(error)
-    context.exit(error.exitCode)
-  }
-
-  throw new Errors.CLIError(error.message, {code: error.code, exit: error.exitCode, suggestions: error.actions})
+/** `id` (oclif's form, `config:shw`) names no command: the error, with the nearest visible one. */
+export function notFoundError(id: string, config: Interfaces.Config): OccError {
+  const visible = config.commands.filter((command) => !command.hidden)
+  const ids = [...visible.map((command) => command.id), ...visible.flatMap((command) => command.aliases)]
+  const suggestion = closest(id, ids)
+  return new OccError('COMMAND_NOT_FOUND', `'${toConfiguredId(id, config)}' is not an occ command.`, {
+    actions: [...(suggestion ? [`Did you mean: occ ${toConfiguredId(suggestion, config)}`] : []), 'List the commands: occ help'],
+  })
 }
 
 /** The id nearest to what was typed, if it is near enough to be a typo. */

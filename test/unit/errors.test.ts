@@ -236,6 +236,33 @@ describe('errors: one table, catch() and the JSON error shape', () => {
       assert.equal(parsed.error.message, "'occ --json --runtime host' names no command.")
     })
 
+    it('help for a command that does not exist fails as the command would: the nearest one, exit 2, JSON under --json', async () => {
+      for (const argv of [['help', 'stauts'], ['stauts', '--help'], ['stauts', '-h']]) {
+        const {error, stdout} = await runCommand(argv, {root: ROOT})
+        assert.equal(error?.oclif?.exit, ExitCode.usage, argv.join(' '))
+        assert.equal(error?.code, 'COMMAND_NOT_FOUND', argv.join(' '))
+        assert.equal(error?.message, "'stauts' is not an occ command.", argv.join(' '))
+        assert.ok(error?.suggestions?.includes('Did you mean: occ status'), `${argv.join(' ')}: ${String(error?.suggestions)}`)
+        assert.doesNotMatch(stdout, /USAGE/, 'no help printed')
+      }
+
+      const nested = await runCommand(['help', 'config', 'shwo'], {root: ROOT})
+      assert.equal(nested.error?.message, "'config shwo' is not an occ command.")
+      assert.ok(nested.error?.suggestions?.includes('Did you mean: occ config show'), String(nested.error?.suggestions))
+
+      const json = await runCommand(['stauts', '--help', '--json'], {root: ROOT})
+      const parsed = parseJsonError(json.stdout)
+      assert.equal(parsed.error.code, 'COMMAND_NOT_FOUND')
+      assert.equal(parsed.error.exitCode, ExitCode.usage)
+      assert.deepEqual(parsed.error.actions, ['Did you mean: occ status', 'List the commands: occ help'])
+      assert.equal(json.error?.oclif?.exit, ExitCode.usage)
+
+      // Help for what exists is unchanged.
+      const help = await runCommand(['help', 'status'], {root: ROOT})
+      assert.equal(help.error, undefined)
+      assert.match(help.stdout, /USAGE\n\s+\$ occ status/)
+    })
+
     it('a host-only command inside the sandbox names the commands that work there, as users type them', async () => {
       process.env.OPENCODE_RUNTIME = 'container'
       const {error} = await runCommand(['config', 'show'], {root: ROOT})
