@@ -4,7 +4,8 @@
  * occ — from a directory outside the repository, with nothing of the repository on PATH — through
  * its main job against the fixture image: start, the service mode answering a request the web UI
  * writes inside the container, status showing the listener, stop. Also: the Node guard on an old
- * Node, and a third-party plugin linked into the installed occ using its public API.
+ * Node, and a third-party plugin installed from its package and linked from a checkout, neither
+ * with an opencode-cloud of its own, using the installed occ's public API.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
@@ -16,7 +17,7 @@ import {execa, type Options, type ResultPromise} from 'execa'
 import {CONTAINER_COMMANDS_DIR, RESULT_FILE} from '../../src/index.js'
 import {createFixtureRepo} from '../fixtures/sandbox/repo-helpers.mjs'
 import {createSandboxEnv, describeRun, FIXTURE_IMAGE, REPO_ROOT, type SandboxEnv} from '../helpers/sandbox-env.js'
-import {linkThirdPartyPlugin} from './listener-helpers/third-party-plugin.js'
+import {linkThirdPartyPlugin, THIRD_PARTY_PLUGIN} from './listener-helpers/third-party-plugin.js'
 import {waitUntil} from './listener-helpers/world.js'
 
 const CONTAINER_REPO = '/srv/opencode.git'
@@ -164,6 +165,9 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
     assert.match(typo.stderr, /'stauts' is not an occ command/)
     assert.match(typo.stderr, /Did you mean: occ status/)
     await jsonError(['--json', 'stauts'], 'COMMAND_NOT_FOUND')
+    // Help for it fails the same way.
+    for (const args of [['help', 'stauts'], ['stauts', '--help']]) assert.match((await expectExit(args, 2)).stderr, /Did you mean: occ status/)
+    await jsonError(['stauts', '-h', '--json'], 'COMMAND_NOT_FOUND')
     // In a terminal, plugin-not-found asks, and runs the command on yes.
     const tty = await execa('script', ['-qec', `${path.join(prefix, 'bin', 'occ')} stauts`, '/dev/null'], {
       cwd: work,
@@ -178,7 +182,7 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
 
     // Topics fail like commands (exit 2), in text and JSON.
     assert.match((await expectExit(['update', '--yes', 'opencode'], 2)).stderr, /Put the command first: occ update opencode --yes/)
-    assert.match((await expectExit(['update', '--rollback'], 2)).stderr, /'occ update' needs a command/)
+    assert.match((await expectExit(['update', '--bogus'], 2)).stderr, /'occ update' needs a command \(got: --bogus\)/)
     assert.match((await expectExit(['update'], 2)).stderr, /Commands: occ update opencode/)
     await jsonError(['update', '--bogus', '--json'], 'USAGE')
     await jsonError(['--json', 'update', '--yes', 'opencode'], 'USAGE')
@@ -193,6 +197,21 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
     const inside = await expectExit(['--runtime', 'container', 'config', 'show'], 6)
     assert.match(inside.stderr, /'occ config show' is not supported in the container runtime/)
     assert.doesNotMatch(inside.stderr, /config:show/)
+
+    // A third-party plugin from a package, the ordinary way: `occ plugins install` puts it in occ's
+    // data dir, where no opencode-cloud is installed; its import of 'opencode-cloud' is this occ.
+    const pack = await execa('npm', ['pack', '--json', '--pack-destination', work, THIRD_PARTY_PLUGIN], {cwd: work, env: {PATH: cleanPath}, reject: false})
+    assert.equal(pack.exitCode, 0, describeRun(pack))
+    const tarball = path.join(work, JSON.parse(String(pack.stdout))[0].filename)
+    await expectExit(['plugins', 'install', `file:${tarball}`], 0)
+    const health = await expectExit(['health', '--json'], 0)
+    assert.equal(health.stderr, '', 'the installed plugin loads without warnings')
+    assert.equal(JSON.parse(health.stdout).health, 'stopped')
+    const dataDir = path.join(sandbox.env.XDG_DATA_HOME, 'opencode-cloud')
+    await assert.rejects(fs.lstat(path.join(dataDir, 'node_modules/opencode-cloud')), 'npm installed no second occ for the plugin')
+    assert.match((await expectExit(['plugins'], 0)).stdout, /occ-fixture-third-party-plugin 1\.0\.0/)
+    await expectExit(['plugins', 'uninstall', 'occ-fixture-third-party-plugin'], 0)
+    await expectExit(['health'], 2)
   })
 
   it('does its main job: start, start --no-daemon answers the web UI, status --json shows the listener, stop', async () => {
@@ -201,8 +220,9 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
       assert.equal(set.exitCode, 0, describeRun(set))
     }
 
-    // A third-party plugin, linked the ordinary way, built on the installed occ's public API.
-    const plugin = await linkThirdPartyPlugin({occ: (args) => installed(args), root: sandbox.root}, path.join(prefix, 'lib/node_modules/opencode-cloud'))
+    // A third-party plugin, linked the ordinary way (nothing in its checkout provides
+    // opencode-cloud), built on the installed occ's public API.
+    const plugin = await linkThirdPartyPlugin({occ: (args) => installed(args), root: sandbox.root})
     const mount = ['--mount', `${repoDir}:${CONTAINER_REPO}:ro`]
     const start = await installed(['start', ...mount])
     assert.equal(start.exitCode, 0, describeRun(start))
