@@ -14,11 +14,12 @@ export const errorJsonSchema = z
       bug: z.boolean().describe('True when this is a bug in occ (the message says how to report it), false for a known error.'),
       name: z.string().describe('The error class, for debugging.'),
       outcome: updateOutcomeSchema.optional().describe('For update errors: what the update did before it failed.'),
+      rolledBack: z.boolean().optional().describe('For update container errors: true when the sandbox runs its previous container again.'),
     }),
   })
   .meta({description: 'The JSON error every occ command prints on stdout under --json.', title: 'occ-error'})
 
 // The schema and the TypeScript type must describe the same object.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
-const sameShape: Same<Omit<z.output<typeof errorJsonSchema>['error'], 'code' | 'outcome'>, Omit<OccErrorJson, 'code'>> = true
+const sameShape: Same<Omit<z.output<typeof errorJsonSchema>['error'], 'code' | 'outcome' | 'rolledBack'>, Omit<OccErrorJson, 'code'>> = true
 void sameShape

@@ -58,6 +58,10 @@ export const ERROR_CODES = {
   SANDBOX_STOPPED: {actions: ['See why in the full logs: occ logs --no-follow'], exit: ExitCode.containerMissing},
   CONTAINER_CREATE_FAILED: {actions: ['Try again: occ start'], exit: ExitCode.failure},
   IMAGE_UNAVAILABLE: {actions: ['Check the image: occ config get image'], exit: ExitCode.failure},
+  // A pull or registry check that failed, by why (src/docker/image.ts classifies the Engine's words).
+  IMAGE_NOT_FOUND: {actions: ['Check the image: occ config get image'], exit: ExitCode.failure},
+  REGISTRY_UNAUTHORIZED: {actions: ['Log in to the registry on this machine (docker login <registry>), then try again.'], exit: ExitCode.failure},
+  REGISTRY_UNREACHABLE: {actions: ['Check that this machine can reach the registry, then try again.'], exit: ExitCode.failure},
   PORT_IN_USE: {actions: ['Pick another port: occ start --port <port> (to keep it: occ config set port <port>)'], exit: ExitCode.failure},
   VOLUME_NOT_OURS: {actions: [], exit: ExitCode.failure},
   VOLUME_IN_USE: {actions: [], exit: ExitCode.failure},
@@ -99,6 +103,11 @@ export const ERROR_CODES = {
   ROLLBACK_FAILED: updateFailed(['Look at the sandbox: occ logs; recreate it if needed: occ start']),
   ROLLBACK_UNHEALTHY: updateFailed(['Look at the logs: occ logs', 'Restart the sandbox: occ restart']),
   REPAIR_FAILED: updateFailed(['Restart the sandbox (it repairs on start): occ restart']),
+  // --- update container ----------------------------------------------------------------
+  CONTAINER_UPDATE_FAILED: updateFailed(['See the sandbox: occ status', 'Try again: occ update container']),
+  CONTAINER_UPDATE_ROLLED_BACK: updateFailed(['The sandbox runs the image it ran before; try again when a fixed image is published: occ update container']),
+  CONTAINER_ROLLBACK_FAILED: updateFailed(['See the sandbox: occ status, occ logs --no-follow', 'Start it again: occ start']),
+  NO_PREVIOUS_IMAGE: {actions: ['Update at least once first: occ update container'], exit: ExitCode.failure},
   INSTALL_BROKEN: {actions: ['Reinstall occ.'], exit: ExitCode.failure},
   // The host listener's answer (its error_code) to an update handed over from inside the sandbox,
   // when the result carries no occ code of its own.

@@ -6,6 +6,7 @@ import {listenerStatusSchema, updateCommandSchema, updateResultSchema} from './p
 import {statusViewSchema} from './runtime/status-schema.js'
 import {installResultSchema, uninstallResultSchema} from './service/result-schema.js'
 import {updateOutcomeSchema} from './runtime/update/outcome-schema.js'
+import {containerUpdateResultSchema} from './runtime/container-update-schema.js'
 import {
   resetIotpResultSchema,
   userAddResultSchema,
@@ -36,6 +37,7 @@ export const JSON_SCHEMAS: JsonSchemaEntry[] = [
   {name: 'install-result', schema: installResultSchema},
   {name: 'uninstall-result', schema: uninstallResultSchema},
   {name: 'update-outcome', schema: updateOutcomeSchema},
+  {name: 'update-container-result', schema: containerUpdateResultSchema},
   {name: 'user-add-result', schema: userAddResultSchema},
   {name: 'user-remove-result', schema: userRemoveResultSchema},
   {name: 'user-list-result', schema: userListResultSchema},

@@ -126,3 +126,15 @@ function hasPrefix(id: string, ids: Set<string>, topics: Set<string>): boolean {
   for (const other of [...ids, ...topics]) if (other.startsWith(`${id}:`)) return true
   return false
 }
+
+/**
+ * The Rust occ's spellings that oclif cannot route: `occ update --rollback [flags]` is
+ * `occ update container --rollback [flags]`.
+ */
+export function rustSpellings(argv: string[]): string[] {
+  if (argv[0] !== 'update' || argv.length < 2) return argv
+  const end = argv.indexOf('--')
+  const rest = end === -1 ? argv.slice(1) : argv.slice(1, end)
+  if (!rest.includes('--rollback') || rest.some((arg) => !arg.startsWith('-'))) return argv
+  return ['update', 'container', ...argv.slice(1)]
+}

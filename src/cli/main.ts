@@ -1,7 +1,7 @@
 import {Config, Errors, flush, handle, run, settings} from '@oclif/core'
 
 import {UsageError} from '../errors.js'
-import {normalizeArgv, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
+import {normalizeArgv, rustSpellings, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
 import {printJsonError, wantsJson} from './output.js'
 
 /** bin/run.js after the Node guard: occ's argv rules (src/cli/argv.ts), then oclif. */
@@ -14,6 +14,7 @@ export async function main(argv: string[], root: string): Promise<void> {
     const config = await Config.load(root)
     const table: CommandTable = {ids: commandIds(config), topics: config.topics.map((topic) => topic.name)}
     const normalized = normalizeArgv(argv, table)
+    normalized.argv = rustSpellings(normalized.argv)
     if (normalized.noColor) process.env.NO_COLOR = '1'
     const problem = topicProblem(normalized.argv, table)
     if (problem) {

@@ -12,7 +12,7 @@ export default class Start extends RuntimeCommand<typeof Start> {
 
 While nobody can log in yet (no login user, allow_unauthenticated_network false) it ends with the first-login block: the initial one-time password (IOTP), in text and in --json (firstLogin.iotp.value; occ status masks it unless --show-secrets).
 
-Uses the configured image when it is present locally, else pulls it. Creates the volumes and the container when missing; a container that already runs is left as it is. With --no-daemon occ stays in the foreground (this is what the service runs) and the update listener handles the web UI's update requests until the container stops or occ gets SIGINT/SIGTERM.`
+Uses the configured image when it is present locally, else pulls it (progress per layer on a terminal, plain lines otherwise, nothing under --json; transient failures are retried). A pull that fails says why — the registry is unreachable (REGISTRY_UNREACHABLE), has no such image (IMAGE_NOT_FOUND) or refused access (REGISTRY_UNAUTHORIZED) — and changes nothing. Creates the volumes and the container when missing; a container that already runs is left as it is. With --no-daemon occ stays in the foreground (this is what the service runs) and the update listener handles the web UI's update requests until the container stops or occ gets SIGINT/SIGTERM.`
 
   static override examples = ['<%= config.bin %> start', '<%= config.bin %> start --port 3100', '<%= config.bin %> start --recreate', '<%= config.bin %> start --no-daemon']
 
@@ -31,10 +31,15 @@ Uses the configured image when it is present locally, else pulls it. Creates the
 
   async run(): Promise<StartOutput> {
     const host = await this.hostRuntime()
+    const pull = await this.pullView()
     const result = await startSandbox(host, {
       mounts: this.flags.mount,
       noMounts: this.flags['no-mounts'],
-      onProgress: (message) => this.note(message),
+      onProgress: (message) => {
+        pull.end()
+        this.note(message)
+      },
+      onPullEvent: (event) => pull.onEvent(event),
       onWarning: (message) => this.warn(message),
       port: this.flags.port,
       recreate: this.flags.recreate,

@@ -114,3 +114,69 @@ export function buildContainerSpec(input: ContainerSpecInput): Docker.ContainerC
     name: names.container,
   }
 }
+
+const DEFAULT_XDG_ENV = new Set([
+  'XDG_DATA_HOME=/home/opencoder/.local/share',
+  'XDG_STATE_HOME=/home/opencoder/.local/state',
+  'XDG_CONFIG_HOME=/home/opencoder/.config',
+  'XDG_CACHE_HOME=/home/opencoder/.cache',
+])
+
+/**
+ * The spec for a container that replaces `info` on another image (update container, rollback):
+ * everything the old one had — its port and bind address, bind mounts, volumes, the env it was
+ * given (container_env, OPENCODE_CLOUD_ENV), memory/CPU/pids limits and labels — built through
+ * buildContainerSpec, so the hardening is the current one. What came from the old image (its ENV,
+ * its labels) is not carried over: the new image brings its own.
+ */
+export function replacementSpec(
+  info: Docker.ContainerInspectInfo,
+  oldImage: Pick<Docker.ImageInspectInfo, 'Config'> | undefined,
+  input: {config: OccConfig; names: ResourceNames; image: string},
+): Docker.ContainerCreateOptions {
+  const imageEnv = new Set(oldImage?.Config?.Env ?? [])
+  let cloudEnv: string | undefined
+  const containerEnv: string[] = []
+  for (const entry of info.Config?.Env ?? []) {
+    if (imageEnv.has(entry) || DEFAULT_XDG_ENV.has(entry)) continue
+    if (entry.startsWith('OPENCODE_CLOUD_ENV=')) cloudEnv = entry.slice('OPENCODE_CLOUD_ENV='.length)
+    else containerEnv.push(entry)
+  }
+
+  const binding = info.HostConfig?.PortBindings?.[CONTAINER_PORT]?.[0]
+  const port = Number(binding?.HostPort)
+  const host = info.HostConfig as (Docker.HostConfig & {NanoCpus?: number}) | undefined
+  const config: OccConfig = {
+    ...input.config,
+    bind_address: binding?.HostIp || input.config.bind_address,
+    container_env: containerEnv,
+    cpu_limit: host?.NanoCpus ? host.NanoCpus / 1e9 : undefined,
+    memory_limit: host?.Memory ? String(host.Memory) : undefined,
+    pids_limit: host?.PidsLimit && host.PidsLimit > 0 ? host.PidsLimit : undefined,
+  }
+  const bindMounts: MountSpec[] = (info.Mounts ?? [])
+    .filter((mount) => mount.Type === 'bind')
+    .map((mount) => ({container: mount.Destination, host: mount.Source, readOnly: !mount.RW}))
+  const spec = buildContainerSpec({
+    bindMounts,
+    cloudEnv,
+    config,
+    image: input.image,
+    names: input.names,
+    port: Number.isInteger(port) && port > 0 ? port : input.config.opencode_web_port,
+  })
+  // Volumes as they were (a volume the old container had on another target stays there).
+  const volumes = (info.Mounts ?? [])
+    .filter((mount) => mount.Type === 'volume' && mount.Name)
+    .map((mount) => ({ReadOnly: !mount.RW, Source: mount.Name as string, Target: mount.Destination, Type: 'volume' as const}))
+  if (volumes.length > 0) {
+    const binds = (spec.HostConfig?.Mounts ?? []).filter((mount) => mount.Type === 'bind')
+    spec.HostConfig = {...spec.HostConfig, Mounts: [...volumes, ...binds]}
+  }
+
+  const imageLabels = oldImage?.Config?.Labels ?? {}
+  const labels: Record<string, string> = {}
+  for (const [key, value] of Object.entries(info.Config?.Labels ?? {})) if (imageLabels[key] !== value) labels[key] = value
+  spec.Labels = {...labels, ...input.names.labels}
+  return spec
+}

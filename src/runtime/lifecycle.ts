@@ -4,7 +4,7 @@ import {performance} from 'node:perf_hooks'
 import type Docker from 'dockerode'
 
 import {buildContainerSpec} from '../docker/container-spec.js'
-import {ensureImage} from '../docker/image.js'
+import {ensureImage, type PullEvent} from '../docker/image.js'
 import {dedupeMounts, defaultMounts, formatMountSpec, parseMountSpec, type MountSpec} from '../config/mounts.js'
 import {isNotFound} from '../docker/connection.js'
 import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
@@ -25,6 +25,8 @@ export interface StartOptions {
   /** Remove an existing container first (volumes kept) so port, mounts, image and env apply. */
   recreate?: boolean
   onProgress?: (message: string) => void
+  /** The Engine's pull events when the image is pulled (the command renders them: createPullView). */
+  onPullEvent?: (event: PullEvent) => void
   /** Called for each warning as it is found (so it is seen even when the start then fails). */
   onWarning?: (message: string) => void
   readiness?: Omit<ReadinessOptions, 'onProgress' | 'recentLogs'>
@@ -130,6 +132,12 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
   const {mounts, warnings: mountWarnings} = await resolveBindMounts(config.mounts, options.mounts ?? [], options.noMounts ?? false)
   warn(...mountWarnings)
 
+  // An update container killed mid-swap left the old container aside: set that right first.
+  const {repairSwapAtStart} = await import('./container-update.js')
+  const swap = await repairSwapAtStart(host, progress)
+  if (swap.kind === 'busy') throw new OccError('UPDATE_BUSY', swap.message)
+  if (swap.kind !== 'none') warn(swap.message)
+
   let info = await host.inspect()
   let created = false
   let recreated = false
@@ -138,6 +146,9 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
     const drift = await containerDrift(host, info, port, mounts)
     const portChanged = options.port !== undefined && drift.some((reason) => reason.startsWith('it publishes port'))
     if (options.recreate || portChanged) {
+      // The image first: a pull that fails must leave the container as it was.
+      progress(`Checking the image ${config.image}`)
+      imagePulled = (await ensureImage(host.docker, config.image, {onEvent: options.onPullEvent, onNote: progress})) === 'pulled'
       progress(`Recreating container ${names.container} (volumes are kept)${drift.length > 0 ? `: ${drift.join('; ')}` : ''}`)
       await stopSandbox(host, {remove: true, timeoutSeconds: 30})
       info = undefined
@@ -149,8 +160,11 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
 
   const alreadyRunning = Boolean(info?.State.Running)
   if (!info) {
-    progress(`Checking the image ${config.image}`)
-    imagePulled = (await ensureImage(host.docker, config.image, progress)) === 'pulled'
+    if (!recreated) {
+      progress(`Checking the image ${config.image}`)
+      imagePulled = (await ensureImage(host.docker, config.image, {onEvent: options.onPullEvent, onNote: progress})) === 'pulled'
+    }
+
     for (const volume of Object.values(names.volumes)) {
       await host.docker.createVolume({Driver: 'local', Labels: names.labels, Name: volume})
     }

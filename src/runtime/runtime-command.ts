@@ -161,6 +161,19 @@ export abstract class RuntimeCommand<T extends typeof Command> extends Command {
     if (!this.flags.quiet) this.logToStderr(message)
   }
 
+  /**
+   * How an image pull shows for this run (src/runtime/pull-progress.ts): in place on a terminal,
+   * plain lines otherwise, nothing under --json or -q.
+   */
+  protected async pullView(): Promise<import('./pull-progress.js').PullView> {
+    const {createPullView} = await import('./pull-progress.js')
+    return createPullView({
+      silent: this.jsonEnabled() || this.flags.quiet === true,
+      tty: process.stderr.isTTY === true && process.env.TERM !== 'dumb',
+      write: (text) => process.stderr.write(text),
+    })
+  }
+
   protected override toErrorJson(error: unknown): {error: ReturnType<OccError['toJSON']>} {
     return {error: toOccError(error).toJSON()}
   }

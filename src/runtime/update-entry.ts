@@ -12,6 +12,6 @@ export async function updateOpencodeWith(
   request: UpdateRequest,
   progress: UpdateProgress & {signal?: AbortSignal},
 ): Promise<UpdateOutcome> {
-  const {runUpdatePlan} = await import('./update/plan.js')
-  return runUpdatePlan(runtime, config, request, progress)
+  const [{runUpdatePlan}, {withHostLockForOpencode}] = await Promise.all([import('./update/plan.js'), import('./update-lock.js')])
+  return withHostLockForOpencode(runtime, request, () => runUpdatePlan(runtime, config, request, progress))
 }

@@ -35,6 +35,11 @@ export interface TestRegistry {
   ref(version: SandboxVersion | string): string
   /** The digest (sha256:…) the registry serves for a version's manifest. */
   digests: Record<SandboxVersion, string>
+  /**
+   * Points `tag` (default latest) of the repository at a version, as a publisher moving a tag
+   * does (the registry's API: the version's manifest PUT under the tag). Returns its digest.
+   */
+  publish(version: SandboxVersion, tag?: string): Promise<string>
   /** Stops the registry process (its storage is kept): for "registry unreachable" tests. */
   stop(): Promise<void>
   /** Starts it again on the same port and storage. */
@@ -225,6 +230,22 @@ export async function pushImage(docker: Docker, ref: string): Promise<string> {
   return digest
 }
 
+const MANIFEST_V2 = 'application/vnd.docker.distribution.manifest.v2+json'
+
+function registryRequest(address: string, method: 'GET' | 'PUT', urlPath: string, body?: Buffer): Promise<{status: number; body: Buffer}> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = method === 'GET' ? {accept: MANIFEST_V2} : {'content-type': MANIFEST_V2}
+    const request = http.request(`http://${address}${urlPath}`, {headers, method, timeout: 10_000}, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => resolve({body: Buffer.concat(chunks), status: response.statusCode ?? 0}))
+    })
+    request.on('timeout', () => request.destroy(new Error(`${method} ${urlPath}: timed out`)))
+    request.on('error', reject)
+    request.end(body)
+  })
+}
+
 let shared: Promise<TestRegistry> | undefined
 
 /**
@@ -253,9 +274,17 @@ async function createSharedRegistry(): Promise<TestRegistry> {
 
   // Pulls must be real: no local copy of any version (their own layers go with them).
   for (const version of SANDBOX_VERSIONS) await docker.getImage(`${repository}:${version}`).remove({force: true})
+  const name = repository.slice(registry.address.length + 1)
   return {
     address: registry.address,
     digests,
+    async publish(version, tag = 'latest') {
+      const manifest = await registryRequest(registry.address, 'GET', `/v2/${name}/manifests/${digests[version]}`)
+      if (manifest.status !== 200) throw new Error(`GET manifest ${version}: HTTP ${manifest.status}`)
+      const put = await registryRequest(registry.address, 'PUT', `/v2/${name}/manifests/${tag}`, manifest.body)
+      if (put.status !== 201) throw new Error(`PUT manifest ${tag}: HTTP ${put.status} ${put.body.toString('utf8')}`)
+      return digests[version]
+    },
     ref: (version) => `${repository}:${version}`,
     repository,
     running: () => registry.running(),

@@ -2,6 +2,7 @@ import type {OccConfig} from '../../config/schema.js'
 import {handleInterrupts} from '../interrupts.js'
 import type {Runtime} from '../runtime.js'
 import type {UpdateOutcome, UpdateRequest} from '../update-types.js'
+import {withHostLockForOpencode} from '../update-lock.js'
 import {runUpdatePlan, type UpdatePlanOptions} from './plan.js'
 import {chooseRenderer, runWithProgress} from './render.js'
 
@@ -39,7 +40,7 @@ export async function runUpdateInteractive(
   })
   try {
     return await runWithProgress(
-      (progress) => runUpdatePlan(runtime, config, request, {...progress, signal: controller.signal}, options.plan),
+      (progress) => withHostLockForOpencode(runtime, request, () => runUpdatePlan(runtime, config, request, {...progress, signal: controller.signal}, options.plan)),
       renderer,
     )
   } finally {

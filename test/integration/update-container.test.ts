@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import Docker from 'dockerode'
+import {execa, type Result} from 'execa'
+
+import {containerUpdateResultSchema} from '../../src/runtime/container-update-schema.js'
+import {buildFromContext, sharedRegistry, type TestRegistry} from '../helpers/registry.js'
+import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, json, OCC_BIN, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
+
+/**
+ * `occ update container` against a real registry (test/helpers/registry.ts) and the real engine,
+ * one sandbox for the whole file, its scenarios in order: the first start pulls v1; v1 → v2 keeps
+ * what the container had; again → already up to date; v2 → broken rolls back (while it runs, a
+ * second update container and an update opencode are refused); --rollback; registry stopped;
+ * a kill -9 mid-swap repaired by the next start. A stopped unrelated container, an unrelated image
+ * and an unrelated dangling image survive all of it.
+ */
+describe('integration: occ update container (local registry)', function () {
+  this.timeout(240_000)
+  const docker = new Docker()
+  let registry: TestRegistry
+  let sandbox: SandboxEnv
+  let image: string
+  let projectDir: string
+  const unrelated = {container: '', danglingImage: '', image: '', imageRef: ''}
+
+  const inside = async (argv: string[]): Promise<string> => {
+    const result = await execa('docker', ['exec', '-u', 'root', sandbox.containerName, ...argv], {reject: false})
+    return String(result.stdout).trim()
+  }
+
+  const instanceContainers = async (): Promise<Docker.ContainerInfo[]> =>
+    docker.listContainers({all: true, filters: {label: [`opencode-cloud.instance=${sandbox.instance}`]}})
+  const rollbackRef = (): string => `${registry.repository}:instance-${sandbox.instance}-previous`
+  const labelOf = async (ref: string): Promise<string | undefined> => (await docker.getImage(ref).inspect()).Config.Labels?.['org.opencode-cloud.version']
+
+  /** The sandbox as it must be after every scenario: one container, running, serving `version`, with all it had. */
+  const expectSandbox = async (version: string): Promise<Docker.ContainerInspectInfo> => {
+    const containers = await instanceContainers()
+    assert.deepEqual(
+      containers.map((container) => container.Names[0]),
+      [`/${sandbox.containerName}`],
+      'exactly the sandbox container (no kept _previous one)',
+    )
+    const info = await docker.getContainer(sandbox.containerName).inspect()
+    assert.equal(info.State.Running, true)
+    assert.equal(info.Config.Labels['org.opencode-cloud.version'], version, 'the image label')
+    assert.equal(await inside(['cat', '/etc/opencode-cloud-version']), version, '/etc/opencode-cloud-version')
+    const health = await fetch(`http://127.0.0.1:${sandbox.port}/global/health`)
+    assert.equal(health.status, 200, 'opencode answers healthy on the same port')
+    assert.equal(await inside(['cat', '/home/opencoder/project/keep.txt']), 'bind-mounted file', 'the bind mount')
+    assert.equal(await inside(['cat', '/home/opencoder/workspace/in-volume.txt']), 'volume file', 'the workspace volume')
+    assert.equal(await inside(['printenv', 'OCC_TEST_ENV']), 'kept', 'container_env')
+    assert.match(await inside(['getent', 'passwd', 'alice']), /^alice:/, 'the login user')
+    assert.equal(info.HostConfig.PidsLimit, 2048, 'the pids limit')
+    // Nothing else on the host was touched.
+    assert.equal((await docker.getContainer(unrelated.container).inspect()).State.Status, 'created')
+    await docker.getImage(unrelated.image).inspect()
+    await docker.getImage(unrelated.danglingImage).inspect()
+    return info
+  }
+
+  const update = (args: string[] = [], options: {env?: Record<string, string>} = {}): Promise<Result> => sandbox.occ(['update', 'container', ...args], options)
+
+  before(async function () {
+    this.timeout(300_000)
+    registry = await sharedRegistry()
+    await registry.publish('v1')
+    image = `${registry.repository}:latest`
+    sandbox = await createSandboxEnv('updc')
+    await useFixtureImage(sandbox, {container_env: '["OCC_TEST_ENV=kept"]', pids_limit: '2048'}, image)
+    projectDir = path.join(sandbox.root, 'project')
+    await fs.mkdir(projectDir)
+    await fs.writeFile(path.join(projectDir, 'keep.txt'), 'bind-mounted file')
+    await fs.chmod(projectDir, 0o777)
+
+    const tag = sandbox.instance
+    const stopped = await docker.createContainer({Cmd: ['true'], Entrypoint: [], Image: FIXTURE_IMAGE, name: `occ-unrelated-${tag}`})
+    unrelated.container = stopped.id
+    unrelated.imageRef = `occ-unrelated-${tag}:keep`
+    await docker.getImage(FIXTURE_IMAGE).tag({repo: `occ-unrelated-${tag}`, tag: 'keep'})
+    unrelated.image = (await docker.getImage(unrelated.imageRef).inspect()).Id
+    // A dangling image of another repository: built, then its tag moved to a second build.
+    await buildFromContext(docker, `occ-unrelated-dangling-${tag}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=one\n`})
+    unrelated.danglingImage = (await docker.getImage(`occ-unrelated-dangling-${tag}:x`).inspect()).Id
+    await buildFromContext(docker, `occ-unrelated-dangling-${tag}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=two\n`})
+  })
+
+  after(async () => {
+    await sandbox?.cleanup()
+    const tag = sandbox?.instance
+    if (tag) {
+      await docker.getContainer(`occ-unrelated-${tag}`).remove({force: true}).catch(() => {})
+      for (const ref of [unrelated.imageRef, `occ-unrelated-dangling-${tag}:x`, unrelated.danglingImage]) await docker.getImage(ref).remove({force: true}).catch(() => {})
+    }
+
+    for (const version of ['latest', `instance-${tag}-previous`]) await docker.getImage(`${registry?.repository}:${version}`).remove({force: true}).catch(() => {})
+    if (registry && !registry.running()) await registry.start()
+  })
+
+  it('the first start pulls the image from the registry, with a progress line per layer', async () => {
+    const start = await sandbox.occ(['start', '--mount', `${projectDir}:/home/opencoder/project`])
+    expectExit(start, 0)
+    const stderr = String(start.stderr)
+    assert.match(stderr, new RegExp(`Pulling ${image.replaceAll('.', '\\.')}`), describeRun(start))
+    assert.match(stderr, /Layer [0-9a-f]{12} pulled \(\d+(\.\d)? (KB|MB)\): \d+\/\d+ layers done, .* downloaded/, describeRun(start))
+    assert.match(stderr, /\d+ layers already present/)
+    await inside(['sh', '-c', 'printf "volume file" > /home/opencoder/workspace/in-volume.txt'])
+    expectExit(await sandbox.occ(['user', 'add', 'alice', '--password-stdin'], {input: 'Alice-pass-1\n', stdin: 'pipe'}), 0)
+    await expectSandbox('v1')
+  })
+
+  it('the registry serves what the sandbox runs: already up to date, nothing changes', async () => {
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    const result = await update(['--json'])
+    expectExit(result, 0)
+    const parsed = containerUpdateResultSchema.parse(json(result))
+    assert.equal(parsed.changed, false)
+    assert.match(parsed.message, /Already up to date/)
+    assert.equal(parsed.from.digest, registry.digests.v1)
+    const after = await expectSandbox('v1')
+    assert.equal(after.Id, before.Id)
+  })
+
+  it('v1 → v2: the new version serves, with the bind mounts, volumes, users, container_env and limits it had; v1 is the rollback tag', async () => {
+    await registry.publish('v2')
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    const result = await update(['--json'])
+    expectExit(result, 0)
+    const parsed = containerUpdateResultSchema.parse(json(result))
+    assert.equal(parsed.changed, true)
+    assert.equal(parsed.from.version, 'v1')
+    assert.equal(parsed.to.version, 'v2')
+    assert.equal(parsed.to.digest, registry.digests.v2)
+    assert.equal(parsed.rollbackImage, rollbackRef())
+    const after = await expectSandbox('v2')
+    assert.notEqual(after.Id, before.Id)
+    assert.equal(await labelOf(rollbackRef()), 'v1')
+    const text = await update()
+    expectExit(text, 0)
+    assert.match(String(text.stdout), /Already up to date/)
+  })
+
+  it('v2 → broken: rolled back to v2, serving, the error says so; meanwhile a second update container and an update opencode are refused', async () => {
+    await registry.publish('broken')
+    const lockFile = path.join(sandbox.env.XDG_DATA_HOME, 'opencode-cloud', 'locks', `${sandbox.containerName}.update.lock`)
+    const running = update(['--json', '--health-timeout', '8'])
+    const deadline = Date.now() + 60_000
+    while (!(await fs.stat(lockFile).catch(() => undefined))) {
+      assert.ok(Date.now() < deadline, 'the update took its lock')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+
+    const [second, opencode] = await Promise.all([update(['--json']), sandbox.occ(['update', 'opencode', '--json'])])
+    expectExit(second, 9)
+    assert.equal(json<{error: {code: string; message: string}}>(second).error.code, 'UPDATE_BUSY')
+    assert.match(json<{error: {message: string}}>(second).error.message, /occ update container \(pid \d+/)
+    expectExit(opencode, 9)
+    assert.match(json<{error: {message: string}}>(opencode).error.message, /update container/)
+
+    const result = await running
+    expectExit(result, 8)
+    const error = json<{error: {code: string; message: string; rolledBack: boolean}}>(result).error
+    assert.equal(error.code, 'CONTAINER_UPDATE_ROLLED_BACK')
+    assert.equal(error.rolledBack, true)
+    assert.match(error.message, /rolled back/)
+    assert.match(error.message, /opencode did not become healthy/)
+    await expectSandbox('v2')
+    assert.equal(await labelOf(image), 'v2', 'the configured tag points at the image that runs again')
+    assert.equal(await labelOf(rollbackRef()), 'v1', 'the rollback tag is still v1')
+    const leftovers = await docker.listImages({filters: {dangling: ['true']}})
+    assert.ok(!leftovers.some((entry) => (entry.RepoDigests ?? []).some((digest) => digest.endsWith(registry.digests.broken))), 'the broken image was pruned')
+    await fs.stat(lockFile).then(
+      () => assert.fail('the lock is released'),
+      () => {},
+    )
+  })
+
+  it('occ update --rollback (the Rust spelling) goes back to v1; v2 becomes the rollback tag', async () => {
+    const result = await sandbox.occ(['update', '--rollback', '--json'])
+    expectExit(result, 0)
+    const parsed = containerUpdateResultSchema.parse(json(result))
+    assert.equal(parsed.action, 'rollback')
+    assert.equal(parsed.to.version, 'v1')
+    await expectSandbox('v1')
+    assert.equal(await labelOf(rollbackRef()), 'v2')
+  })
+
+  it('registry stopped: update container and a start that must pull say the registry is unreachable, and nothing changes', async () => {
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    await registry.stop()
+    try {
+      const result = await update(['--json'])
+      expectExit(result, 1)
+      const error = json<{error: {code: string; message: string}}>(result).error
+      assert.equal(error.code, 'REGISTRY_UNREACHABLE')
+      assert.match(error.message, new RegExp(`The registry ${registry.address.replaceAll('.', '\\.')} cannot be reached`))
+
+      // A start that must pull (an image not present locally) with --recreate: the container stays.
+      expectExit(await sandbox.occ(['config', 'set', 'image', registry.ref('v2')]), 0)
+      const start = await sandbox.occ(['start', '--recreate', '--json'])
+      expectExit(start, 1)
+      assert.equal(String(start.stderr).includes('Pulling'), false, 'nothing but JSON under --json')
+      assert.equal(json<{error: {code: string}}>(start).error.code, 'REGISTRY_UNREACHABLE')
+      const after = await expectSandbox('v1')
+      assert.equal(after.Id, before.Id)
+    } finally {
+      await registry.start()
+    }
+
+    const missing = await sandbox.occ(['config', 'set', 'image', registry.ref('no-such-tag')])
+    expectExit(missing, 0)
+    const notFound = await sandbox.occ(['start', '--recreate', '--json'])
+    expectExit(notFound, 1)
+    assert.equal(json<{error: {code: string}}>(notFound).error.code, 'IMAGE_NOT_FOUND')
+    expectExit(await sandbox.occ(['config', 'set', 'image', image]), 0)
+    assert.equal((await expectSandbox('v1')).Id, before.Id)
+  })
+
+  it('kill -9 between "new container created" and "new container ready": the next occ start repairs it', async () => {
+    await registry.publish('v2')
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    const child = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
+    const deadline = Date.now() + 120_000
+    let killedAt = ''
+    while (Date.now() < deadline) {
+      const info = await docker.getContainer(sandbox.containerName).inspect().catch(() => undefined)
+      if (info && info.Id !== before.Id) {
+        child.kill('SIGKILL')
+        killedAt = info.State.Running ? 'running' : info.State.Status
+        break
+      }
+
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+
+    const killed = await child
+    assert.ok(killedAt, `the new container appeared before the update ended: ${describeRun(killed)}`)
+    assert.equal(killed.signal, 'SIGKILL', describeRun(killed))
+    const kept = await docker.getContainer(`${sandbox.containerName}_previous`).inspect()
+    assert.equal(kept.Id, before.Id, 'the old container is kept aside, not removed')
+
+    const start = await sandbox.occ(['start', '--json'])
+    expectExit(start, 0)
+    const warnings = json<{warnings: string[]}>(start).warnings.join('\n')
+    assert.match(warnings, /interrupted update/, describeRun(start))
+    // Either way it is consistent: finished on v2 (v1 the rollback tag) or back on v1.
+    const finished = /update is finished/.test(warnings)
+    const info = await expectSandbox(finished ? 'v2' : 'v1')
+    if (finished) assert.equal(await labelOf(rollbackRef()), 'v1')
+    else assert.equal(info.Id, before.Id)
+  })
+})
