@@ -1,4 +1,6 @@
+import {performance} from 'node:perf_hooks'
 import {PassThrough} from 'node:stream'
+import {setTimeout as delay} from 'node:timers/promises'
 import {StringDecoder} from 'node:string_decoder'
 
 import type Docker from 'dockerode'
@@ -14,7 +16,7 @@ import {ContainerMissingError, ContainerNotRunningError, OccError} from '../erro
 import {AsyncQueue} from './async-queue.js'
 import {DEFAULT_SANDBOX_USER, firstTarFile, parsePasswdUser, type SandboxUser} from './mount-ownership.js'
 import {probeHttpHealth} from './http-probe.js'
-import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv} from './restart.js'
+import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv, STOP_OPENCODE_SCRIPT} from './restart.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
 import type {
@@ -111,7 +113,7 @@ export class HostRuntime implements HostRuntimeApi {
   async restartOpencode(signal?: AbortSignal): Promise<RestartMethod> {
     const method = await this.restartMethod()
     if (method === 'container') {
-      await this.container().restart({t: 30})
+      await this.restartContainer()
       return method
     }
 
@@ -192,6 +194,35 @@ export class HostRuntime implements HostRuntimeApi {
   lifecycleFree(): Promise<void> {
     if (this.holds.size === 0) return Promise.resolve()
     return new Promise((resolve) => this.holdWaiters.push(resolve))
+  }
+
+  /**
+   * Restarts the container for opencode's sake: opencode is ended directly (STOP_OPENCODE_SCRIPT)
+   * and the container started again once it has stopped; when that cannot be done (no such
+   * process, the exec failed, it does not stop within 15 s), an ordinary restart (30 s grace).
+   */
+  private async restartContainer(): Promise<void> {
+    const ended = await this.exec(['sh', '-c', STOP_OPENCODE_SCRIPT], {timeoutMs: 10_000, user: 'root'}).then(
+      (result) => result.exitCode === 0,
+      () => false,
+    )
+    if (ended && (await this.waitNotRunning(15_000))) {
+      await this.startContainer()
+      return
+    }
+
+    await this.container().restart({t: 30})
+  }
+
+  private async waitNotRunning(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs
+    while (performance.now() < deadline) {
+      const info = await this.inspect()
+      if (!info?.State.Running) return true
+      await delay(50)
+    }
+
+    return false
   }
 
   async *logs(spec: LogsSpec, signal?: AbortSignal): AsyncIterable<LogLine> {
