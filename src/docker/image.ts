@@ -162,16 +162,25 @@ async function pullOnce(docker: Docker, ref: string, options: PullOptions): Prom
   })
 }
 
-/** The digest the registry serves for `ref` now (the Engine's distribution endpoint). */
-export async function registryDigest(docker: Docker, ref: string): Promise<string> {
-  try {
-    const info = await docker.getImage(ref).distribution({})
-    const digest = info?.Descriptor?.digest
-    if (typeof digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new Error(`the registry answered no digest for ${ref}`)
-    return digest
-  } catch (error) {
-    if (isConnectionError(error)) throw error
-    throw pullError(ref, error, 'check')
+/**
+ * The digest the registry serves for `ref` now (the Engine's distribution endpoint), retried
+ * like a pull when the registry cannot be reached.
+ */
+export async function registryDigest(docker: Docker, ref: string, options: Pick<PullOptions, 'attempts' | 'onNote' | 'retryDelayMs' | 'signal'> = {}): Promise<string> {
+  const attempts = options.attempts ?? 3
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const info = await docker.getImage(ref).distribution({})
+      const digest = info?.Descriptor?.digest
+      if (typeof digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw new Error(`the registry answered no digest for ${ref}`)
+      return digest
+    } catch (error) {
+      if (isConnectionError(error)) throw error
+      const failure = pullError(ref, error, 'check')
+      if (failure.code !== 'REGISTRY_UNREACHABLE' || attempt >= attempts) throw failure
+      options.onNote?.(`The registry did not answer (${errorMessage(error).trim().split('\n')[0].slice(0, 200)}); trying again`)
+      await delay(attempt * (options.retryDelayMs ?? 1000), undefined, {signal: options.signal})
+    }
   }
 }
 

@@ -16,6 +16,7 @@
  * that does not → rolled back to the kept one.
  */
 import {performance} from 'node:perf_hooks'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import type Docker from 'dockerode'
 
@@ -185,7 +186,7 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
     }
 
     progress(`Checking ${image} in its registry`)
-    const remote = await registryDigest(host.docker, image)
+    const remote = await registryDigest(host.docker, image, {onNote: progress})
     if (repoDigestsFor(current, repository).includes(remote)) {
       return done({...base, action: 'update', changed: false, containerId: info.Id, message: `Already up to date: the sandbox runs ${image} (${remote.slice(0, 19)}).`, to: base.from})
     }
@@ -231,6 +232,7 @@ async function swapContainer(
   const progress = options.onProgress ?? (() => {})
   const {docker, names} = host
   const image = host.config.image
+  if (info.State.Running) await refuseWhileSandboxUpdates(host)
   const spec = replacementSpec(info, oldImage, {config: host.config, image, names})
   const kept = keptContainerName(names)
   const restoreTag = async (): Promise<void> => {
@@ -291,6 +293,23 @@ async function swapContainer(
   }
 }
 
+/**
+ * An update opencode that runs inside the sandbox without the host lock (an older occ, or one
+ * run in the container itself) holds the release store's lock: the container is not stopped
+ * under it. A lock whose owner is gone, or whose heartbeat stopped (90 s), does not count.
+ */
+async function refuseWhileSandboxUpdates(host: HostRuntime): Promise<void> {
+  const [{sandboxStore}, {lockOwnerGone, ownerChecks}] = await Promise.all([import('./update/plan.js'), import('./update/lock-owner.js')])
+  const state = await sandboxStore(host)
+    .inspect()
+    .catch(() => undefined)
+  const lock = state?.lock
+  if (!lock || lock.ageSeconds > 90 || lockOwnerGone(lock, ownerChecks())) return
+  throw new UpdateBusyError(`An opencode update is running inside the sandbox${lock.description ? ` (${lock.description})` : ''}; the container is not replaced under it.`, {
+    actions: ['Wait for it to finish, then try again: occ update container'],
+  })
+}
+
 /** Removes the container under the real name (if `newId` or any) and puts the kept one back, started and ready. */
 async function backToKept(host: HostRuntime, keptId: string, newId?: string): Promise<Readiness> {
   const {docker, names} = host
@@ -347,14 +366,32 @@ export async function repairInterruptedSwap(host: HostRuntime, options: {onProgr
  * For occ start: repairs what an interrupted swap left, unless an update is running right now
  * (then it is that update's to finish, and start says so).
  */
-export async function repairSwapAtStart(host: HostRuntime, progress: (message: string) => void): Promise<SwapRepair | {kind: 'busy'; message: string}> {
+export async function repairSwapAtStart(
+  host: HostRuntime,
+  progress: (message: string) => void,
+  options: {waitMs?: number; pollMs?: number} = {},
+): Promise<SwapRepair | {kind: 'busy'; message: string}> {
   if (!(await inspectContainer(host.docker, keptContainerName(host.names)))) return {kind: 'none'}
-  let lock: Awaited<ReturnType<typeof acquireHostUpdateLock>>
-  try {
-    lock = await acquireHostUpdateLock(host.paths, host.names, 'update container')
-  } catch (error) {
-    if (error instanceof UpdateBusyError) return {kind: 'busy', message: `${error.message} It keeps the old container as ${keptContainerName(host.names)} until it is done.`}
-    throw error
+  // An update container is swapping right now: wait for it (the service's start comes back
+  // while the old container is stopped), then set right whatever it left.
+  const deadline = performance.now() + (options.waitMs ?? 300_000)
+  let lock: Awaited<ReturnType<typeof acquireHostUpdateLock>> | undefined
+  let said = false
+  while (!lock) {
+    try {
+      lock = await acquireHostUpdateLock(host.paths, host.names, 'update container')
+    } catch (error) {
+      if (!(error instanceof UpdateBusyError)) throw error
+      if (performance.now() > deadline) return {kind: 'busy', message: `${error.message} It keeps the old container as ${keptContainerName(host.names)} until it is done.`}
+      if (!said) progress(`${error.message} Waiting for it to finish.`)
+      said = true
+      await delay(options.pollMs ?? 500)
+    }
+  }
+
+  if (!(await inspectContainer(host.docker, keptContainerName(host.names)))) {
+    await lock.release()
+    return {kind: 'none'}
   }
 
   try {

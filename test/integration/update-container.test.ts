@@ -112,7 +112,7 @@ describe('integration: occ update container (local registry)', function () {
     await expectSandbox('v1')
   })
 
-  it('the registry serves what the sandbox runs: already up to date, nothing changes', async () => {
+  it('the registry serves what the sandbox runs: already up to date, nothing changes; no rollback tag yet: --rollback says so', async () => {
     const before = await docker.getContainer(sandbox.containerName).inspect()
     const result = await update(['--json'])
     expectExit(result, 0)
@@ -120,21 +120,32 @@ describe('integration: occ update container (local registry)', function () {
     assert.equal(parsed.changed, false)
     assert.match(parsed.message, /Already up to date/)
     assert.equal(parsed.from.digest, registry.digests.v1)
+    const noPrevious = await update(['--rollback', '--json'])
+    expectExit(noPrevious, 1)
+    assert.equal(json<{error: {code: string}}>(noPrevious).error.code, 'NO_PREVIOUS_IMAGE')
     const after = await expectSandbox('v1')
     assert.equal(after.Id, before.Id)
   })
 
-  it('v1 → v2: the new version serves, with the bind mounts, volumes, users, container_env and limits it had; v1 is the rollback tag', async () => {
+  it('v1 → v2 on a terminal: the pull shows in place (layers, bytes); the new version serves with the bind mounts, volumes, users, container_env and limits it had; v1 is the rollback tag', async () => {
     await registry.publish('v2')
     const before = await docker.getContainer(sandbox.containerName).inspect()
-    const result = await update(['--json'])
+    // script(1) gives occ a pseudo-terminal; its output is the terminal's.
+    const quote = (text: string): string => `'${text.replaceAll("'", "'\\''")}'`
+    const result = (await execa('script', ['-qefc', `${quote(process.execPath)} ${quote(OCC_BIN)} update container`, '/dev/null'], {
+      env: {...sandbox.env, TERM: 'xterm'},
+      reject: false,
+      stdin: 'ignore',
+      timeout: 180_000,
+    })) as Result
     expectExit(result, 0)
-    const parsed = containerUpdateResultSchema.parse(json(result))
-    assert.equal(parsed.changed, true)
-    assert.equal(parsed.from.version, 'v1')
-    assert.equal(parsed.to.version, 'v2')
-    assert.equal(parsed.to.digest, registry.digests.v2)
-    assert.equal(parsed.rollbackImage, rollbackRef())
+    const terminal = String(result.stdout)
+    // eslint-disable-next-line no-control-regex
+    assert.match(terminal, /\r\u001B\[2KPulling: \d+\/\d+ layers done, [\d.]+ (B|KB|MB) of [\d.]+ MB downloaded/, describeRun(result))
+    // eslint-disable-next-line no-control-regex
+    assert.match(terminal, /\r\u001B\[2KPull: (\d+)\/\1 layers done/, 'the line ends with every layer done')
+    assert.doesNotMatch(terminal, /Layer [0-9a-f]{12} pulled/, 'no plain per-layer lines on a terminal')
+    assert.match(terminal, /Updated the sandbox to .*\(version v2\)/)
     const after = await expectSandbox('v2')
     assert.notEqual(after.Id, before.Id)
     assert.equal(await labelOf(rollbackRef()), 'v1')
@@ -143,7 +154,7 @@ describe('integration: occ update container (local registry)', function () {
     assert.match(String(text.stdout), /Already up to date/)
   })
 
-  it('v2 → broken: rolled back to v2, serving, the error says so; meanwhile a second update container and an update opencode are refused', async () => {
+  it('v2 → broken: rolled back to v2, serving, the error says so; meanwhile a second update container and an update opencode are refused, and occ start waits for it', async () => {
     await registry.publish('broken')
     const lockFile = path.join(sandbox.env.XDG_DATA_HOME, 'opencode-cloud', 'locks', `${sandbox.containerName}.update.lock`)
     const running = update(['--json', '--health-timeout', '8'])
@@ -160,8 +171,18 @@ describe('integration: occ update container (local registry)', function () {
     expectExit(opencode, 9)
     assert.match(json<{error: {message: string}}>(opencode).error.message, /update container/)
 
-    const result = await running
+    // occ start during the swap (the service's start comes back this way) waits for the update, then finds the sandbox as it left it.
+    while (!(await docker.getContainer(`${sandbox.containerName}_previous`).inspect().catch(() => undefined))) {
+      assert.ok(Date.now() < deadline, 'the update kept the old container aside')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+
+    const [result, start] = await Promise.all([running, sandbox.occ(['start'])])
+    expectExit(start, 0)
+    assert.match(String(start.stderr), /Another update of this sandbox is running: occ update container .* Waiting for it to finish/, describeRun(start))
+    assert.match(String(start.stdout), /Service is already running/)
     expectExit(result, 8)
+    assert.equal(String(result.stderr).trim(), '', 'nothing but JSON under --json (no pull progress)')
     const error = json<{error: {code: string; message: string; rolledBack: boolean}}>(result).error
     assert.equal(error.code, 'CONTAINER_UPDATE_ROLLED_BACK')
     assert.equal(error.rolledBack, true)
@@ -183,7 +204,11 @@ describe('integration: occ update container (local registry)', function () {
     expectExit(result, 0)
     const parsed = containerUpdateResultSchema.parse(json(result))
     assert.equal(parsed.action, 'rollback')
+    assert.equal(parsed.changed, true)
+    assert.equal(parsed.from.version, 'v2')
+    assert.equal(parsed.from.digest, registry.digests.v2)
     assert.equal(parsed.to.version, 'v1')
+    assert.equal(parsed.rollbackImage, rollbackRef())
     await expectSandbox('v1')
     assert.equal(await labelOf(rollbackRef()), 'v2')
   })
