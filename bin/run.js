@@ -27,9 +27,6 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
   // Node's compile cache makes every later start cheaper.
   const {enableCompileCache} = await import('node:module')
   enableCompileCache?.()
-  // A plugin's `import … from 'opencode-cloud'` is this occ, wherever the plugin lives.
-  const {resolveOwnName} = await import('../lib/cli/own-name.js')
-  resolveOwnName(new URL('..', import.meta.url).pathname, pkg.name, pkg.exports)
   const {deferHeavyDockerDeps} = await import('../lib/docker/lazy-deps.js')
   deferHeavyDockerDeps()
   const {main} = await import('../lib/cli/main.js')

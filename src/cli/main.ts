@@ -2,6 +2,7 @@ import {Config, Errors, flush, handle, run, settings} from '@oclif/core'
 
 import {UsageError} from '../errors.js'
 import {normalizeArgv, rustSpellings, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
+import {listsPlugins, resolveOwnName} from './own-name.js'
 import {printJsonError, wantsJson} from './output.js'
 
 /** bin/run.js after the Node guard: occ's argv rules (src/cli/argv.ts), then oclif. */
@@ -11,7 +12,8 @@ export async function main(argv: string[], root: string): Promise<void> {
   // ESM one cannot be. bin/dev.js (development) keeps oclif's default.
   settings.enableAutoTranspile = false
   try {
-    const config = await Config.load(root)
+    const config = new OccConfig({root})
+    await config.load()
     const table: CommandTable = {ids: commandIds(config), topics: config.topics.map((topic) => topic.name)}
     const normalized = normalizeArgv(argv, table)
     normalized.argv = rustSpellings(normalized.argv)
@@ -26,6 +28,14 @@ export async function main(argv: string[], root: string): Promise<void> {
     await flush()
   } catch (error) {
     await handle(error as Error)
+  }
+}
+
+/** oclif's Config; before it loads plugins from its data dir, their 'opencode-cloud' is made this occ. */
+class OccConfig extends Config {
+  override async loadPluginsAndCommands(options?: {force: boolean}): Promise<void> {
+    if (await listsPlugins(this.dataDir)) resolveOwnName(this.root, this.pjson.name, this.pjson.exports as Parameters<typeof resolveOwnName>[2])
+    return super.loadPluginsAndCommands(options)
   }
 }
 

@@ -1,5 +1,9 @@
+import fs from 'node:fs/promises'
 import {registerHooks} from 'node:module'
+import path from 'node:path'
 import {pathToFileURL} from 'node:url'
+
+let registered: string | undefined
 
 /** package.json "exports" as occ writes it: each subpath has a `default` file. */
 type Exports = Record<string, Record<string, string> | string>
@@ -12,9 +16,14 @@ type Exports = Record<string, Record<string, string> | string>
  * nothing, or a second copy of occ that npm fetched for the plugin (other classes, maybe another
  * version). So bin/run.js makes the name, and each of its subpaths in "exports", mean the occ that
  * is running, for every importer. Returns the map it installed (name → file URL).
+ * A resolve hook slows every later import a little (~10 ms of `occ status`), so main.ts installs
+ * it only when oclif's data dir lists plugins (installed or linked): occ's own listener finds
+ * the name through node_modules wherever npm puts the two.
  */
 export function resolveOwnName(root: string, name: string, exports: Exports): Map<string, string> {
   const own = ownNames(root, name, exports)
+  if (registered === root) return own
+  registered = root
   registerHooks({
     resolve(specifier, context, nextResolve) {
       const url = own.get(specifier)
@@ -35,4 +44,24 @@ export function ownNames(root: string, name: string, exports: Exports): Map<stri
   }
 
   return own
+}
+
+/**
+ * Whether oclif's data dir lists user-installed or linked plugins (its package.json's
+ * `oclif.plugins`). No file: none. A file oclif may fail to read as well: assume there are some.
+ */
+export async function listsPlugins(dataDir: string): Promise<boolean> {
+  let text: string
+  try {
+    text = await fs.readFile(path.join(dataDir, 'package.json'), 'utf8')
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT'
+  }
+
+  try {
+    const plugins = (JSON.parse(text) as {oclif?: {plugins?: unknown}})?.oclif?.plugins
+    return !Array.isArray(plugins) || plugins.length > 0
+  } catch {
+    return true
+  }
 }

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import {ownNames} from '../../src/cli/own-name.js'
+import {listsPlugins, ownNames} from '../../src/cli/own-name.js'
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -23,5 +24,40 @@ describe("occ's own name: what a plugin's import of 'opencode-cloud' means", () 
     for (const root of ['/opt/occ', '/opt/occ/']) {
       assert.deepEqual([...ownNames(root, 'x', exports)], [['x', 'file:///opt/occ/lib/index.js']])
     }
+  })
+})
+
+describe('whether the data dir lists plugins (the hook is installed only then)', () => {
+  let dir: string
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-own-name-'))
+  })
+  afterEach(async () => {
+    await fs.rm(dir, {force: true, recursive: true})
+  })
+
+  const write = (text: string): Promise<void> => fs.writeFile(path.join(dir, 'package.json'), text)
+
+  it('no data dir, or no plugins in it: no', async () => {
+    assert.equal(await listsPlugins(path.join(dir, 'missing')), false)
+    await write(JSON.stringify({name: 'opencode-cloud', oclif: {plugins: [], schema: 1}, private: true}))
+    assert.equal(await listsPlugins(dir), false)
+  })
+
+  it('an installed or a linked plugin: yes', async () => {
+    for (const type of ['user', 'link']) {
+      await write(JSON.stringify({oclif: {plugins: [{name: 'p', type}], schema: 1}}))
+      assert.equal(await listsPlugins(dir), true, type)
+    }
+  })
+
+  it('a file oclif may read differently (bad JSON, no plugins list, a directory): assume yes', async () => {
+    await write('{"oclif": {"plugins": [')
+    assert.equal(await listsPlugins(dir), true)
+    await write(JSON.stringify({oclif: {}}))
+    assert.equal(await listsPlugins(dir), true)
+    await fs.rm(path.join(dir, 'package.json'))
+    await fs.mkdir(path.join(dir, 'package.json'))
+    assert.equal(await listsPlugins(dir), true)
   })
 })
