@@ -116,7 +116,7 @@ describe('updating the real opencode (real image, container restarts, one shared
     assert.equal(result.status, 'error', JSON.stringify(result))
     assert.equal(result.rolled_back, true)
     assert.equal(result.code, 'UPDATE_ROLLED_BACK')
-    assert.match(result.message, /the new version did not come up: the container stopped \(exited, exit \d+\)\. Rolled back to [0-9a-f]{7}, which is serving again\./)
+    assert.match(result.message, /the new version did not come up: the container stopped \(exited, exit 3\) \(its last log lines: .*"opencode \(crash build\): exiting at once"\)\. Rolled back to [0-9a-f]{7}, which is serving again\./)
     // Not the 60 s health timeout: the wait ended when the container stopped.
     assert.ok(Date.now() - started < 60_000, `took ${Date.now() - started} ms`)
     assert.deepEqual(await health(), {healthy: true, version: REAL_OPENCODE_VERSION})

@@ -5,7 +5,7 @@
  * git runs through exec, recognised by argv.
  */
 import {resourceNames} from '../../src/config/instance.js'
-import type {ExecOptions, ExecResult, HealthProbe, RestartMethod, Runtime} from '../../src/runtime/runtime.js'
+import type {ExecOptions, ExecResult, HealthProbe, LogLine, RestartMethod, Runtime} from '../../src/runtime/runtime.js'
 import {readTar} from '../../src/docker/tar.js'
 import type {BuildOptions, Journal, LockAttempt, LockOwner, LockRecord, ReleaseStore, StoreState} from '../../src/runtime/update/release-store.js'
 
@@ -164,10 +164,12 @@ export class FakeSandbox implements Runtime {
     return {body: {healthy: true, version: this.running.version}, kind: 'http', status: 200}
   }
 
-  // eslint-disable-next-line require-yield
-  async *logs() {
-    return
+  async *logs(): AsyncIterable<LogLine> {
+    for (const text of this.logLines) yield {stream: 'stderr', text}
   }
+
+  /** What the container's log holds (the stopped container's last lines end up in messages). */
+  logLines: string[] = []
 
   /** What `current` resolves to, as the plan's callers would see it. */
   activeVersion(): string | undefined {

@@ -215,6 +215,7 @@ describe('update plan (fake runtime)', () => {
     const sandbox = new FakeSandbox()
     sandbox.restartMethodValue = 'container'
     sandbox.branches.dev = SHA.crash
+    sandbox.logLines = ['[opencode-cloud] Starting opencode', '', 'opencode: \u001b[31mfatal\u001b[0m: boom']
     const started = performance.now()
     // A long health timeout: the wait must end when the container stops, not spin until then.
     const outcome = await plan(sandbox, {}, {}, {...FAST, healthTimeoutMs: 60_000})
@@ -222,7 +223,10 @@ describe('update plan (fake runtime)', () => {
     assert.equal(outcome.status, 'error')
     assert.equal(outcome.error?.code, 'UPDATE_ROLLED_BACK')
     assert.equal(outcome.rolledBack, true)
-    assert.match(outcome.message, /^Update to 6666666 failed: the new version did not come up: the container stopped \(exited\)\. Rolled back to 1111111, which is serving again\.$/)
+    assert.equal(
+      outcome.message,
+      'Update to 6666666 failed: the new version did not come up: the container stopped (exited) (its last log lines: "[opencode-cloud] Starting opencode" | "opencode: fatal: boom"). Rolled back to 1111111, which is serving again.',
+    )
     assert.equal(sandbox.container.running, true, 'the container was not started again')
     assert.equal(sandbox.running?.version, '1.0.0')
     assert.equal(sandbox.current, SHA.old)

@@ -415,7 +415,7 @@ class UpdateRun {
       timeoutMs: this.opts.healthTimeoutMs,
     })
     if (verdict.aborted) throw new UpdateCancelledError(`occ was stopped while checking the new version (${verdict.detail}).`)
-    if (verdict.stopped) throw new UpdateFailedError('UNHEALTHY', `the new version did not come up: ${verdict.detail}`)
+    if (verdict.stopped) throw new UpdateFailedError('UNHEALTHY', `the new version did not come up: ${verdict.detail}${await this.lastLogLines()}`)
     if (!verdict.healthy) {
       throw new UpdateFailedError('UNHEALTHY', `the new version did not answer healthy within ${formatSeconds(this.opts.healthTimeoutMs)} (last answer: ${verdict.detail})`)
     }
@@ -542,6 +542,26 @@ class UpdateRun {
     }
 
     return `the container had stopped; current pointed back at ${to} through the archive endpoint, container started; ${verdict.detail}`
+  }
+
+  /** The stopped container's last log lines, for the message ('' when there are none, or after 3 s). */
+  private async lastLogLines(count = 4): Promise<string> {
+    const stop = new AbortController()
+    const timer = setTimeout(() => stop.abort(), 3000)
+    const lines: string[] = []
+    try {
+      for await (const line of this.runtime.logs({broker: false, follow: false, lines: count, timestamps: false}, stop.signal)) {
+        const text = cleanLine(line.text, 300).trim()
+        if (text) lines.push(text)
+      }
+    } catch {
+      // The logs are a courtesy: the failure is already known.
+    } finally {
+      clearTimeout(timer)
+    }
+
+    const last = lines.slice(-count)
+    return last.length > 0 ? ` (its last log lines: ${last.map((line) => `"${line}"`).join(' | ')})` : ''
   }
 
   private async prune(commit: string, previous: string): Promise<string> {
