@@ -6,7 +6,7 @@ import {setTimeout as delay} from 'node:timers/promises'
 
 import type Docker from 'dockerode'
 
-import {TimeoutError} from '../errors.js'
+import {SandboxStoppedError, TimeoutError} from '../errors.js'
 import type {ExecOptions, ExecResult} from '../runtime/runtime.js'
 
 /** Output beyond this is cut (with a marker): a sandbox process must not exhaust occ's memory. */
@@ -29,64 +29,160 @@ export const KILL_EXEC_SCRIPT = [
   'exit 0',
 ].join('\n')
 
+/**
+ * How an exec notices that its container is gone. The engine does not always say so: when the
+ * container is killed while an exec is being started, Docker 20.10 can leave the start request
+ * (or the attached stream) open for ever, and that one socket kept `occ start --no-daemon`
+ * alive after `docker kill`. So while an exec is in flight the container is inspected (first
+ * after firstCheckMs, which also records when it was started, then every pollMs); once it is
+ * not running, removed, or started again since, the exec gets graceMs to end on its own, then
+ * its requests and stream are cut and it rejects with SandboxStoppedError.
+ */
+export interface ExecWatch {
+  firstCheckMs: number
+  pollMs: number
+  graceMs: number
+}
+
+export const EXEC_WATCH: ExecWatch = {firstCheckMs: 250, graceMs: 2000, pollMs: 1000}
+
 /** Runs argv in a container (no shell), capturing stdout and stderr apart, with the exit code. */
 export async function execInContainer(
   docker: Docker,
   containerId: string,
   argv: string[],
   options: ExecOptions = {},
+  watch: ExecWatch = EXEC_WATCH,
 ): Promise<ExecResult> {
   const container = docker.getContainer(containerId)
   const execId = randomBytes(8).toString('hex')
   const env = {...options.env, [EXEC_ID_VARIABLE]: execId}
-  const exec = await container.exec({
-    AttachStderr: true,
-    AttachStdin: options.stdin !== undefined,
-    AttachStdout: true,
-    Cmd: argv,
-    Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
-    Tty: false,
-    User: options.user,
-    WorkingDir: options.workdir,
-  })
-  const stream = await exec.start({hijack: true, stdin: options.stdin !== undefined})
-  const stdout = new Capture('stdout', options.onOutput)
-  const stderr = new Capture('stderr', options.onOutput)
-  docker.modem.demuxStream(stream, stdout.sink, stderr.sink)
-  if (options.stdin !== undefined) stream.end(options.stdin)
-
-  const ended = once(stream, 'end').catch(() => undefined)
-  const closed = once(stream, 'close').catch(() => undefined)
-  const finished = Promise.race([ended, closed])
+  // Cuts the engine requests of this exec (create, start) when it is given up on.
+  const cut = new AbortController()
   const abort = abortOrTimeout(options)
+  const gone = watchContainer(container, containerId, watch)
+  const until = <T>(work: Promise<T>): Promise<T> => Promise.race([work, abort.promise, gone.promise])
+  let stream: NodeJS.ReadWriteStream & {destroy(): void} | undefined
+  let started = false
   try {
-    await Promise.race([finished, abort.promise])
+    const exec = await until(
+      container.exec({
+        AttachStderr: true,
+        AttachStdin: options.stdin !== undefined,
+        AttachStdout: true,
+        Cmd: argv,
+        Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
+        Tty: false,
+        User: options.user,
+        WorkingDir: options.workdir,
+        abortSignal: cut.signal,
+      }),
+    )
+    started = true
+    stream = (await until(exec.start({abortSignal: cut.signal, hijack: true, stdin: options.stdin !== undefined}))) as typeof stream
+    const stdout = new Capture('stdout', options.onOutput)
+    const stderr = new Capture('stderr', options.onOutput)
+    docker.modem.demuxStream(stream!, stdout.sink, stderr.sink)
+    if (options.stdin !== undefined) stream!.end(options.stdin)
+    const ended = once(stream!, 'end').catch(() => undefined)
+    const closed = once(stream!, 'close').catch(() => undefined)
+    await until(Promise.race([ended, closed]))
+    const info = await until(finalInspect(exec))
+    return {exitCode: info.ExitCode ?? -1, stderr: stderr.text(), stdout: stdout.text()}
   } catch (error) {
-    stream.destroy()
-    await killExec(container, execId)
+    cut.abort()
+    stream?.destroy()
+    // A timeout or a cancel ends what the exec started; a container that is gone took it along.
+    if (started && !(error instanceof SandboxStoppedError)) await killExec(container, execId)
     throw error
   } finally {
     abort.dispose()
+    gone.dispose()
   }
+}
 
+/** The exec's exit code, once the engine has it (the stream may end just before). */
+async function finalInspect(exec: Docker.Exec): Promise<Docker.ExecInspectInfo> {
   let info = await exec.inspect()
   for (let tries = 0; info.Running && tries < 100; tries++) {
     await delay(20)
     info = await exec.inspect()
   }
 
-  return {exitCode: info.ExitCode ?? -1, stderr: stderr.text(), stdout: stdout.text()}
+  return info
 }
 
-/** Ends every process an exec started, found from the container side by its OCC_EXEC_ID. */
-export async function killExec(container: Docker.Container, execId: string): Promise<void> {
+/** Rejects (SandboxStoppedError) graceMs after the container is seen not running or restarted. */
+function watchContainer(container: Docker.Container, name: string, watch: ExecWatch): {promise: Promise<never>; dispose: () => void} {
+  let timer: NodeJS.Timeout | undefined
+  let disposed = false
+  let startedAt: string | undefined
+  const promise = new Promise<never>((_, reject) => {
+    const schedule = (ms: number, next: () => void): void => {
+      if (disposed) return
+      timer = setTimeout(next, ms)
+      // The exec's own socket keeps occ alive while it runs; this check must not.
+      timer.unref()
+    }
+
+    const giveUp = (why: string): void => {
+      schedule(watch.graceMs, () => reject(new SandboxStoppedError(`The sandbox container ${name} ${why} while a command ran in it.`)))
+    }
+
+    const check = async (): Promise<void> => {
+      let state: Docker.ContainerInspectInfo['State'] | undefined
+      try {
+        state = (await container.inspect()).State
+      } catch (error) {
+        if ((error as {statusCode?: number}).statusCode === 404) return giveUp('was removed')
+        // The engine did not answer this time: look again.
+        return schedule(watch.pollMs, () => void check())
+      }
+
+      if (disposed) return
+      if (!state.Running) return giveUp(`stopped (exit ${state.ExitCode})`)
+      if (startedAt !== undefined && state.StartedAt !== startedAt) return giveUp('was restarted')
+      startedAt = state.StartedAt
+      schedule(watch.pollMs, () => void check())
+    }
+
+    schedule(watch.firstCheckMs, () => void check())
+  })
+  promise.catch(() => undefined)
+  return {
+    dispose() {
+      disposed = true
+      clearTimeout(timer)
+    },
+    promise,
+  }
+}
+
+/**
+ * Ends every process an exec started, found from the container side by its OCC_EXEC_ID. Bounded
+ * as a whole (create, start and stream): the engine may not answer for a dying container either.
+ */
+export async function killExec(container: Docker.Container, execId: string, limitMs = 5000): Promise<void> {
+  const cut = new AbortController()
+  const timer = setTimeout(() => cut.abort(), limitMs)
+  let stream: NodeJS.ReadWriteStream & {destroy(): void} | undefined
   try {
-    const killer = await container.exec({AttachStderr: true, AttachStdout: true, Cmd: ['sh', '-c', KILL_EXEC_SCRIPT, 'occ-kill', execId], User: 'root'})
-    const stream = await killer.start({hijack: true, stdin: false})
-    stream.resume()
-    await Promise.race([once(stream, 'end'), once(stream, 'close'), delay(5000)]).catch(() => undefined)
+    const limit = new Promise<void>((resolve) => cut.signal.addEventListener('abort', () => resolve(), {once: true}))
+    const killer = await container.exec({
+      AttachStderr: true,
+      AttachStdout: true,
+      Cmd: ['sh', '-c', KILL_EXEC_SCRIPT, 'occ-kill', execId],
+      User: 'root',
+      abortSignal: cut.signal,
+    })
+    stream = (await killer.start({abortSignal: cut.signal, hijack: true, stdin: false})) as typeof stream
+    stream!.resume()
+    await Promise.race([once(stream!, 'end'), once(stream!, 'close'), limit]).catch(() => undefined)
   } catch {
-    // The container may be gone already: nothing left to kill.
+    // The container may be gone already (or the engine did not answer in time): nothing to do.
+  } finally {
+    clearTimeout(timer)
+    stream?.destroy()
   }
 }
 

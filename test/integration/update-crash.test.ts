@@ -127,8 +127,10 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
     assert.equal(result.status, 'success', result.message)
     assert.match(result.message, /already at/)
     assert.ok(Date.now() - written < 10_000, `answered ${Date.now() - written} ms after the request`)
-    const left = (await fs.readdir(world.commandsDir)).filter((name) => name.startsWith('update-command.claimed.'))
-    assert.deepEqual(left, [], 'no planted claim left')
+    // The claim goes right after its answer is written: wait for that, do not race it.
+    let left: string[] = []
+    const noClaims = async () => (left = (await fs.readdir(world.commandsDir)).filter((name) => name.startsWith('update-command.claimed.'))).length === 0
+    await waitUntil(noClaims, 10_000, () => `claims left: ${left.join(', ')}`)
   })
 
   it('a burst of two requests during a build: both answered, in order; a wall clock leaping ahead during the health wait does not roll back', async () => {
@@ -276,7 +278,11 @@ describe('update: crash anywhere, nothing lost (real engine, one shared sandbox)
     await world.webUiWrite({branch: 'slower', command: 'update_opencode', request_id: 'container-killed'})
     await waitStatus((value) => value.request_id === 'container-killed' && value.step === 'build')
     await execa('docker', ['kill', world.sandbox.containerName])
-    assert.notEqual(await listener!.exited, 0, 'the listener stops with the container')
+    // It hung here about one run in five: an exec start into the dying container that the engine
+    // never answered kept occ alive (test/unit/docker-exec.test.ts has that case on its own).
+    const code = await Promise.race([listener!.exited, delay(60_000).then(() => 'still running' as const)])
+    assert.notEqual(code, 'still running', `the listener did not exit within 60 s of docker kill:\n${listener!.stderr()}`)
+    assert.notEqual(code, 0, 'the listener stops with the container')
     listener = undefined
     const start = await world.sandbox.occ(['start', ...world.startArgs])
     assert.equal(start.exitCode, 0, describeRun(start))
