@@ -78,7 +78,14 @@ fi
 if ! command -v docker-registry >/dev/null 2>&1; then
   log "installing docker-registry"
   export DEBIAN_FRONTEND=noninteractive
+  # Its package would start the service (init script or unit); a policy-rc.d saying "no" for the
+  # install keeps it from starting, and a unit that a systemd machine enabled is disabled.
+  policy_added=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && policy_added=1
+  fi
   apt-get update -qq >&2; apt-get install -y -qq docker-registry >&2
+  if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 fi
 log "docker-registry $(docker-registry --version 2>/dev/null | awk '{print $3}')"

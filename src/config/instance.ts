@@ -6,6 +6,11 @@ import {UsageError} from '../errors.js'
 export interface ResourceNames {
   instance: string | undefined
   container: string
+  /**
+   * Where update container keeps the old container while the new one proves itself
+   * (`<container>_previous`: an underscore, which no instance name has).
+   */
+  keptContainer: string
   hostname: string
   volumes: Record<VolumeKey, string>
   imageStateFile: string
@@ -64,6 +69,7 @@ export function resourceNames(instance: string | undefined): ResourceNames {
     hostname: container,
     imageStateFile: instance ? `image-state-${instance}.json` : 'image-state.json',
     instance,
+    keptContainer: `${container}_previous`,
     labels,
     volumes,
   }

@@ -31,10 +31,8 @@ import {waitUntilReady, type Readiness} from './readiness.js'
 import {acquireHostUpdateLock} from './update-lock.js'
 import {UpdateBusyError} from './update/errors.js'
 
-export const KEPT_SUFFIX = '_previous'
-
 export function keptContainerName(names: ResourceNames): string {
-  return `${names.container}${KEPT_SUFFIX}`
+  return names.keptContainer
 }
 
 /** This instance's rollback tag for `image` (the Rust occ's `previous` / `instance-<id>-previous`). */
@@ -188,6 +186,9 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
     progress(`Checking ${image} in its registry`)
     const remote = await registryDigest(host.docker, image, {onNote: progress})
     if (repoDigestsFor(current, repository).includes(remote)) {
+      // The configured tag names what runs (a swap cut short may have left it on another image).
+      const tagged = await inspectImage(host.docker, image)
+      if (current && tagged?.Id !== current.Id) await tagAs(host.docker, current.Id, image)
       return done({...base, action: 'update', changed: false, containerId: info.Id, message: `Already up to date: the sandbox runs ${image} (${remote.slice(0, 19)}).`, to: base.from})
     }
 

@@ -21,12 +21,14 @@ export async function removeInstanceData(names: ResourceNames, docker: Docker = 
   const result: InstanceDataRemoval = {container: 'absent', containerName: names.container, volumesAbsent: [], volumesRemoved: []}
   await pingEngine(docker)
 
-  const container = docker.getContainer(names.container)
-  const info = await container.inspect().catch(notFoundAsUndefined)
-  if (info) {
+  // The old container an interrupted update container kept aside is this instance's too.
+  for (const name of [names.container, names.keptContainer]) {
+    const container = docker.getContainer(name)
+    const info = await container.inspect().catch(notFoundAsUndefined)
+    if (!info) continue
     if (info.State.Running) await container.stop({t: 30}).catch(ignoreStatus(304, 404))
     await container.remove({force: true, v: true}).catch(ignoreStatus(404))
-    result.container = 'removed'
+    if (name === names.container) result.container = 'removed'
   }
 
   for (const name of Object.values(names.volumes)) {
