@@ -13,6 +13,7 @@ export default class Restart extends RuntimeCommand<typeof Restart> {
   async run(): Promise<RestartResult> {
     const host = await this.hostRuntime()
     const result = await restartSandbox(host, {onProgress: (message) => this.note(message), timeoutSeconds: this.flags.timeout})
+    if (result.repair?.kind === 'busy' || result.repair?.kind === 'failed') this.warn(result.repair.message)
     const resumed = await resumeInstalledService(host)
     if (resumed.note) this.note(resumed.note)
     if (resumed.warning) this.warn(resumed.warning)
@@ -20,6 +21,7 @@ export default class Restart extends RuntimeCommand<typeof Restart> {
       this.log('Service restarted')
       this.log(`URL:        ${result.url ?? 'unknown'}`)
       this.log(`Container:  ${result.container}`)
+      if (result.repair && result.repair.kind !== 'busy' && result.repair.kind !== 'failed') this.log(`Repaired:   ${result.repair.message}`)
     }
 
     return result

@@ -80,6 +80,8 @@ Uses the configured image when it is present locally, else pulls it (progress pe
     this.log(`Container:  ${result.container} (${result.containerId.slice(0, 12)})`)
     this.log(`Port:       ${result.port} -> 3000`)
     this.log(`Ready in:   ${(result.readiness.elapsedMs / 1000).toFixed(1)} s`)
+    // busy/failed were warned about already.
+    if (result.repair && result.repair.kind !== 'busy' && result.repair.kind !== 'failed') this.log(`Repaired:   ${result.repair.message}`)
     if (result.firstLogin) this.renderFirstLogin(result.firstLogin)
   }
 

@@ -61,10 +61,11 @@ export default class Status extends RuntimeCommand<typeof Status> {
     line('URL:', view.opencode.url ?? 'unknown')
     line('Health:', view.opencode.health?.label ?? 'unknown')
     line('Version:', view.opencode.version ?? 'unknown')
-    line('Commit:', view.opencode.commitShort ?? 'unknown')
-    if (view.opencode.unverifiedRelease) {
-      const {previous, release} = view.opencode.unverifiedRelease
-      line('Unverified:', `release ${release.slice(0, 12)} was switched in and not verified healthy (previous: ${previous?.slice(0, 12) ?? 'unknown'}); occ restart re-verifies it or rolls back`)
+    const unverified = view.opencode.unverifiedRelease
+    line('Commit:', `${view.opencode.commitShort ?? 'unknown'}${unverified ? ' (the last verified install)' : ''}`)
+    if (unverified) {
+      const previous = unverified.previousCommit?.slice(0, 7) ?? unverified.previous?.slice(0, 12) ?? 'unknown'
+      line('Unverified:', `release ${unverified.release.slice(0, 12)} was switched in and not verified healthy (previous: ${previous}); occ restart re-verifies it or rolls back`)
     }
     if (view.container.uptimeSeconds !== null) {
       line('Uptime:', `${formatDuration(view.container.uptimeSeconds)} (since ${view.container.startedAt})`)

@@ -396,6 +396,8 @@ export interface RestartResult {
   readiness: Readiness
   durationMs: number
   users: RestoreReport
+  /** What the repair of an unverified release did, when there was one. */
+  repair?: {kind: string; message: string}
 }
 
 /**
@@ -425,11 +427,12 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
 
   options.onProgress?.(`Restarting container ${host.names.container}`)
   await host.container().restart({t: options.timeoutSeconds})
-  await repairAtStart(host, options.onProgress ?? (() => {}))
+  const repair = await repairAtStart(host, options.onProgress ?? (() => {}))
   const readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
   const users = await restoreUsers(host, options.onProgress)
   const state = await host.containerState()
   return {
+    ...(repair.kind === 'none' ? {} : {repair}),
     container: host.names.container,
     durationMs: Date.now() - started,
     port: state.hostPort ?? host.config.opencode_web_port,

@@ -55,10 +55,12 @@ export const statusViewSchema = z.object({
     url: nullableString,
     health: opencodeHealthSchema.nullable(),
     version: nullableString,
-    commit: nullableString.describe('full commit from /opt/opencode/COMMIT'),
+    commit: nullableString.describe(
+      'the installed (verified) commit: /opt/opencode/COMMIT, or while a release is unverified the commit recorded before it was switched in',
+    ),
     commitShort: nullableString,
     unverifiedRelease: z
-      .object({release: z.string(), previous: nullableString})
+      .object({release: z.string(), previous: nullableString, previousCommit: nullableString})
       .nullable()
       .describe(
         'A release that was switched in and not verified healthy yet (an update was interrupted): the next update, occ start or occ restart re-verifies it, else rolls back to previous.',

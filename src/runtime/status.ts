@@ -30,7 +30,7 @@ export interface SandboxFacts {
   brokerProcess?: boolean
   brokerSocket?: boolean
   /** The release store's journal: a release switched in and not verified yet (see release-store.sh). */
-  unverifiedRelease?: {release: string; previous?: string}
+  unverifiedRelease?: {release: string; previous?: string; previousCommit?: string}
   /** The first-login helper's status answer (parsed strictly), or why there is none. */
   iotp?: IotpInfo
 }
@@ -49,7 +49,7 @@ export const SANDBOX_FACTS_SCRIPT = [
     ' else pgrep -x opencode-broker >/dev/null 2>&1 && echo broker_process=1 || echo broker_process=0; fi',
   'test -S /run/opencode/auth.sock && echo broker_socket=1 || echo broker_socket=0',
   // The release store's journal (a file only while a switched-in release is not verified).
-  "[ -f /opt/opencode/.journal ] && head -c 2000 /opt/opencode/.journal | sed -n 's/^release=/unverified=/p;s/^previous=/unverified_previous=/p'",
+  "[ -f /opt/opencode/.journal ] && head -c 2000 /opt/opencode/.journal | sed -n 's/^release=/unverified=/p;s/^previous=/unverified_previous=/p;s/^previous_commit=/unverified_previous_commit=/p'",
   // The IOTP state: "$@" is empty or --include-secret (occ status --show-secrets), nothing else.
   `if [ -x ${BOOTSTRAP_HELPER} ]; then printf "iotp=%s\\n" "$(${BOOTSTRAP_HELPER} status "$@" 2>/dev/null | head -c 4096 | tr -d "\\n")"; else echo iotp_missing=1; fi`,
 ].join('\n')
@@ -111,6 +111,12 @@ export function parseSandboxFacts(stdout: string): SandboxFacts {
       case 'unverified_previous': {
         const previous = releaseName(value)
         if (previous && facts.unverifiedRelease) facts.unverifiedRelease.previous = previous
+        break
+      }
+
+      case 'unverified_previous_commit': {
+        const commit = value.trim().toLowerCase()
+        if (/^[0-9a-f]{40}$/.test(commit) && facts.unverifiedRelease) facts.unverifiedRelease.previousCommit = commit
         break
       }
 
@@ -227,10 +233,14 @@ export async function collectStatus(runtime: Runtime, options: CollectOptions = 
   // The running opencode's own word first; the recorded VERSION only when it does not answer.
   view.opencode.version = view.opencode.health.version ?? facts?.opencodeVersion ?? null
   if (facts) {
-    view.opencode.commit = facts.commit ?? null
-    view.opencode.commitShort = facts.commit?.slice(0, 7) ?? null
-    view.opencode.unverifiedRelease = facts.unverifiedRelease
-      ? {previous: facts.unverifiedRelease.previous ?? null, release: facts.unverifiedRelease.release}
+    const unverified = facts.unverifiedRelease
+    // While a release is unverified, COMMIT may already name it (an update killed inside its
+    // verify): what is installed is what the journal recorded before the switch.
+    const installed = unverified ? unverified.previousCommit : facts.commit
+    view.opencode.commit = installed ?? null
+    view.opencode.commitShort = installed?.slice(0, 7) ?? null
+    view.opencode.unverifiedRelease = unverified
+      ? {previous: unverified.previous ?? null, previousCommit: unverified.previousCommit ?? null, release: unverified.release}
       : null
     view.image.version = facts.imageVersion ?? null
     view.broker = {

@@ -194,6 +194,36 @@ describe('release-store.sh under dash (no Docker)', function () {
     await assert.rejects(fs.access(staging))
   })
 
+  it('OCC_STORE_PAUSE_AT (from occ\'s environment) holds the script at that point until its pid file is removed; unset, nothing waits', async () => {
+    await w.store.lock(me(), 90)
+    await w.store.stage(TOKEN, undefined, false)
+    await fakeBuild(w, TOKEN, '1.1.0')
+    const marker = path.join(w.root, '.paused-journaled')
+    process.env.OCC_STORE_PAUSE_AT = 'journaled'
+    let activation: Promise<unknown>
+    try {
+      activation = w.store.activate(TOKEN, NEW, OLD, '1.1.0')
+      await waitFile(marker, 10_000)
+    } finally {
+      delete process.env.OCC_STORE_PAUSE_AT
+    }
+
+    assert.match((await read(marker)) ?? '', /^\d+$/, 'the paused script names its pid')
+    const held = await w.store.inspect()
+    assert.equal(held.journal?.release, NEW, 'held right after the journal was written')
+    assert.equal(held.currentRelease, OLD, 'and before the switch')
+    await fs.rm(marker)
+    await activation
+    assert.equal((await w.store.inspect()).currentRelease, NEW)
+    // A name that is not a point, or odd text, pauses nowhere.
+    process.env.OCC_STORE_PAUSE_AT = 'committed; rm -rf /'
+    try {
+      assert.deepEqual(await w.store.verify(), {commit: NEW})
+    } finally {
+      delete process.env.OCC_STORE_PAUSE_AT
+    }
+  })
+
   it('rollback works on the files alone: current, COMMIT and links back, the failed release and its extra links gone', async () => {
     await w.store.lock(me(), 90)
     await w.store.stage(TOKEN, undefined, false)
@@ -387,7 +417,10 @@ describe('release-store.sh under dash (no Docker)', function () {
       w.crashAt = 'committed'
       await assert.rejects(w.store.verify())
       w.crashAt = undefined
-      assert.ok((await w.store.inspect()).journal)
+      const left = await w.store.inspect()
+      assert.ok(left.journal)
+      assert.equal(await read(path.join(w.root, 'COMMIT')), NEW, 'COMMIT was written before the kill')
+      assert.equal(left.recordedCommit, OLD, 'but installed is what the journal recorded before the switch')
       assert.equal((await repair(opencode)).kind, 'verified')
       await assertConsistent(w, {release: NEW, version: '1.1.0'})
     })

@@ -125,6 +125,9 @@ describe('status model', () => {
     it('reads an unverified release from the release store journal, only with a sane name', () => {
       const facts = parseSandboxFacts(`unverified=${COMMIT}\nunverified_previous=image\n`)
       assert.deepEqual(facts.unverifiedRelease, {previous: 'image', release: COMMIT})
+      const withCommit = parseSandboxFacts(`unverified=${COMMIT}\nunverified_previous=${'b'.repeat(40)}\nunverified_previous_commit=${'B'.repeat(40)}\n`)
+      assert.deepEqual(withCommit.unverifiedRelease, {previous: 'b'.repeat(40), previousCommit: 'b'.repeat(40), release: COMMIT})
+      assert.equal(parseSandboxFacts(`unverified=${COMMIT}\nunverified_previous_commit=zz\n`).unverifiedRelease?.previousCommit, undefined)
       assert.equal(parseSandboxFacts('unverified=../../etc\u001b[2J\n').unverifiedRelease, undefined)
     })
 
@@ -305,6 +308,19 @@ describe('status model', () => {
       assert.equal(view.image.version, 'v9')
       assert.deepEqual(view.broker, {health: {label: 'Healthy', state: 'healthy'}, process: true, socket: true})
       assert.deepEqual(view.port, {bindAddress: '127.0.0.1', container: 3000, host: 3100})
+    })
+
+    it('while a release is unverified, the installed commit is the one the journal recorded, not COMMIT (verify killed between its writes)', async () => {
+      const previous = 'a'.repeat(40)
+      const facts = `version=1.1.0\ncommit=${COMMIT}\nunverified=${COMMIT}\nunverified_previous=${previous}\nunverified_previous_commit=${previous}\n`
+      const view = await collectStatus(fakeRuntime({hostPort: 3100}, {facts}).runtime)
+      assert.equal(view.opencode.commit, previous)
+      assert.equal(view.opencode.commitShort, 'aaaaaaa')
+      assert.deepEqual(view.opencode.unverifiedRelease, {previous, previousCommit: previous, release: COMMIT})
+      // The first update from the image's plain layout: no commit was recorded before it.
+      const first = await collectStatus(fakeRuntime({hostPort: 3100}, {facts: `commit=${COMMIT}\nunverified=${COMMIT}\nunverified_previous=image\n`}).runtime)
+      assert.equal(first.opencode.commit, null)
+      assert.deepEqual(first.opencode.unverifiedRelease, {previous: 'image', previousCommit: null, release: COMMIT})
     })
 
     it('reports Check failed for the broker when the exec fails, and keeps the image label version', async () => {

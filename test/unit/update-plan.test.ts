@@ -468,7 +468,7 @@ describe('update plan (fake runtime)', () => {
 })
 
 describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)', () => {
-  it('repairs an unverified release first: healthy from its version → installed, and then "already at"', async () => {
+  it('repairs an unverified release first: healthy from its version → installed, and says so (not "nothing to do")', async () => {
     const sandbox = new FakeSandbox()
     sandbox.plain = undefined
     sandbox.releases = new Map([
@@ -483,7 +483,10 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
     assert.equal(outcome.status, 'success', outcome.message)
     assert.equal(statuses(outcome.steps).repair, 'done')
     assert.match(outcome.steps.find((step) => step.step === 'repair')?.detail ?? '', /answers healthy: it is installed now/)
-    assert.match(outcome.message, /already at 2222222/)
+    // It was unverified when the update began: the message says the repair installed it, never "nothing to do".
+    assert.match(outcome.message, /Release 2222222 .*answered healthy and is installed now; it is the requested commit/)
+    assert.doesNotMatch(outcome.message, /nothing to do/)
+    assert.equal(outcome.changed, true)
     assert.equal(sandbox.commitFile, SHA.dev)
     assert.equal(sandbox.journal, undefined)
   })

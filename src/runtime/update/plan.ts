@@ -118,6 +118,8 @@ class UpdateRun {
   /** Set while the lock is held: released (with the staging dir) whatever happens. */
   private lockToken?: string
   private heartbeat?: NodeJS.Timeout
+  /** What the repair of an unverified release left by an earlier update did (when one ran). */
+  private repaired?: RepairReport
 
   private readonly runtime: Runtime
   private readonly repo: string
@@ -282,6 +284,7 @@ class UpdateRun {
       verifyTimeoutMs: this.opts.repairVerifyTimeoutMs,
     })
     if (report.kind !== 'none' && report.kind !== 'busy') this.setDetail('repair', report.message)
+    this.repaired = report
     const after = await this.store.inspect()
     if (after.journal) throw new UpdateFailedError('REPAIR_FAILED', `An earlier update left release ${shortSha(after.journal.release)} unverified, and it could not be repaired.`)
     if (report.kind === 'rolled-back' && !report.healthy) {
@@ -334,7 +337,13 @@ class UpdateRun {
     const installed = state.activeCommit
     if (installed && installed === commit && !state.journal) {
       this.outcome.toVersion = state.version
-      this.outcome.message = `opencode is already at ${shortSha(installed)}${state.version ? ` (version ${state.version})` : ''}; nothing to do.`
+      const version = state.version ? ` (version ${state.version})` : ''
+      // The release was unverified when this run began: the repair installed it; say so, not "nothing to do".
+      this.outcome.message =
+        this.repaired?.kind === 'verified'
+          ? `Release ${shortSha(installed)}${version}, left unverified by an interrupted update, answered healthy and is installed now; it is the requested commit.`
+          : `opencode is already at ${shortSha(installed)}${version}; nothing to do.`
+      if (this.repaired?.kind === 'verified') this.outcome.changed = true
       this.setDetail('compare', `already at ${shortSha(installed)}`)
       return true
     }

@@ -47,9 +47,18 @@ fail() {
   exit 1
 }
 
-# Tests kill the script at a named point to prove every crash is recoverable.
+# Tests stop the script at a named point to prove every crash is recoverable: OCC_STORE_CRASH_AT
+# kills it there; OCC_STORE_PAUSE_AT holds it there (its pid in $ROOT/.paused-<point>) until
+# that file is removed, at most 10 minutes, so a test can kill occ (or the script) at that very
+# point. Unset, as in production, both are a string comparison and nothing else.
 crash_point() {
   if [ "${OCC_STORE_CRASH_AT:-}" = "$1" ]; then kill -9 $$; fi
+  if [ "${OCC_STORE_PAUSE_AT:-}" = "$1" ]; then
+    echo $$ > "$ROOT/.paused-$1"
+    n=0
+    while [ -f "$ROOT/.paused-$1" ] && [ "$n" -lt 6000 ]; do sleep 0.1; n=$((n + 1)); done
+    rm -f "$ROOT/.paused-$1"
+  fi
 }
 
 # --- checks ---------------------------------------------------------------------------------

@@ -43,7 +43,10 @@ export interface StoreState {
   /** The inspect ran as root (an update must). */
   root: boolean
   present: boolean
-  /** COMMIT's first line, when a full SHA (the verified, installed commit). */
+  /**
+   * The verified, installed commit: COMMIT's first line (a full SHA), or under a journal the
+   * commit the journal recorded before the switch.
+   */
   recordedCommit?: string
   /** The release `current` points at. */
   currentRelease?: string
@@ -197,7 +200,7 @@ function toLock(raw: z.output<typeof lockSchema>): LockRecord {
 
 export function parseInspect(data: unknown): StoreState {
   const raw = inspectSchema.parse(data)
-  const recordedCommit = isFullSha(raw.commit?.toLowerCase()) ? raw.commit?.toLowerCase() : undefined
+  let recordedCommit = isFullSha(raw.commit?.toLowerCase()) ? raw.commit?.toLowerCase() : undefined
   const currentRelease = raw.current !== undefined && NAME.test(raw.current) ? raw.current : undefined
   const state: StoreState = {
     activeCommit: isFullSha(currentRelease) ? currentRelease : recordedCommit,
@@ -217,6 +220,14 @@ export function parseInspect(data: unknown): StoreState {
   } else if (raw.journal) {
     // A journal we cannot act on is still a journal: never call the release verified.
     state.journal = {previous: raw.journal.previous ?? '', release: raw.journal.release ?? ''}
+  }
+
+  // Under a journal the installed (verified) commit is the one the journal recorded before the
+  // switch: COMMIT may already name the new release (verify killed between its two writes).
+  if (state.journal) {
+    recordedCommit = state.journal.previousCommit
+    state.recordedCommit = recordedCommit
+    if (!isFullSha(currentRelease)) state.activeCommit = recordedCommit
   }
 
   if (raw.lock) state.lock = toLock(raw.lock)
@@ -357,7 +368,11 @@ export class ScriptReleaseStore implements ReleaseStore {
   }
 
   private env(): Record<string, string> {
-    return this.root ? {OCC_STORE_ROOT: this.root} : {}
+    const env: Record<string, string> = this.root ? {OCC_STORE_ROOT: this.root} : {}
+    // Tests hold the script at a named step (release-store.sh, crash_point); unset in production.
+    const pause = process.env.OCC_STORE_PAUSE_AT
+    if (pause && /^[a-z][a-z-]{0,39}$/.test(pause)) env.OCC_STORE_PAUSE_AT = pause
+    return env
   }
 
   private async raw(subcommand: string, args: string[], timeoutMs?: number): Promise<{exitCode: number; json?: Record<string, unknown>; stderr: string}> {
