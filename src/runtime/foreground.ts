@@ -1,19 +1,24 @@
+import {setTimeout as delay} from 'node:timers/promises'
+
 import type {Hook} from '@oclif/core'
 
 import type {OccConfig} from '../config/schema.js'
 import type {OccPaths} from '../config/paths.js'
 import type {ForegroundContext} from './hooks.js'
-import type {HostRuntime} from './host-runtime.js'
 import {handleInterrupts} from './interrupts.js'
 import type {StopVerdict} from './stop-events.js'
+import {findStateMount} from '../config/mounts.js'
+import {bindMountSpecs, type HostRuntime} from './host-runtime.js'
+import {liveRecreateNotice} from './recreate-notice.js'
+import {SUCCESSOR_POLL_MS, SwapGate} from './successor.js'
 import {abortable} from './update/health-wait.js'
 import {repairAtStart} from './lifecycle.js'
 import {updateOpencodeWith} from './update-entry.js'
 
-export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'signal'
+export type ForegroundEnd = 'container-died' | 'container-stopped' | 'engine-lost' | 'hook-failed' | 'recreate-failed' | 'signal' | 'state-mount-changed'
 
 /** What the foreground needs of the host runtime. */
-export type ForegroundHost = Pick<HostRuntime, 'containerState' | 'lifecycleFree' | 'lifecycleHolds' | 'waitForStop'>
+export type ForegroundHost = Pick<HostRuntime, 'awaitSuccessor' | 'containerState' | 'lifecycleFree' | 'lifecycleHolds' | 'waitForStop'>
 
 export interface ForegroundOptions {
   host: ForegroundHost
@@ -22,6 +27,8 @@ export interface ForegroundOptions {
   log: (message: string) => void
   /** For tests: where signals come from. */
   processLike?: Pick<NodeJS.Process, 'exit' | 'off' | 'on'>
+  /** Closed while the container is being replaced (the watcher closes and opens it). */
+  gate?: SwapGate
 }
 
 export interface ForegroundResult {
@@ -52,7 +59,7 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
     finish('signal')
   }, processLike)
   const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), {once: true}))
-  const watcher = watchContainer(options.host, controller.signal, options.log).then(
+  const watcher = watchContainer(options.host, controller.signal, options.log, options.gate).then(
     (stop) => {
       if (controller.signal.aborted) return
       if (!stop) {
@@ -62,7 +69,20 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
       }
 
       containerExitCode = stop.exitCode
-      options.log(stop.expected ? 'The container was stopped.' : `The container died unexpectedly (exit ${stop.exitCode ?? '?'}).`)
+      if (stop.end) {
+        finish(stop.end)
+        return
+      }
+
+      options.log(
+        stop.expected
+          ? stop.departure === 'removed'
+            ? 'The container was removed.'
+            : stop.departure === 'renamed'
+              ? 'The container was renamed and nothing took its name.'
+              : 'The container was stopped.'
+          : `The container died unexpectedly (exit ${stop.exitCode ?? '?'}).`,
+      )
       finish(stop.expected ? 'container-stopped' : 'container-died')
     },
     (error: unknown) => {
@@ -86,26 +106,64 @@ export async function runForeground(options: ForegroundOptions): Promise<Foregro
   }
 
   const why = end ?? 'signal'
-  return {containerExitCode, end: why, exitCode: why === 'container-died' || why === 'engine-lost' || why === 'hook-failed' ? 1 : 0}
+  return {containerExitCode, end: why, exitCode: why === 'container-stopped' || why === 'signal' ? 0 : 1}
 }
+
+/** How the watch ended: a stop verdict, or (end) a reason of its own that the caller ends with. */
+export type WatchEnd = StopVerdict & {end?: 'recreate-failed' | 'state-mount-changed'}
 
 /**
  * Waits until the container stops for good. A stop while the runtime's life cycle is held (an
  * update of this process restarts the container, or brings it back after the new release
  * crashed) is not the end: once the hold is released, a running container is watched again.
+ * Nor is a container replaced under our name (`occ start --recreate`, `occ update container`):
+ * while the recreate runs, the gate is closed (work that needs the container waits), and the
+ * new container is watched from then on, with the gate open again. A successor whose state
+ * mount is elsewhere ends the watch: the listener must start again on the new directory.
  */
-export async function watchContainer(host: ForegroundHost, signal: AbortSignal, log: (message: string) => void): Promise<StopVerdict | undefined> {
+export async function watchContainer(host: ForegroundHost, signal: AbortSignal, log: (message: string) => void, gate?: SwapGate): Promise<undefined | WatchEnd> {
   for (;;) {
     const stop = await host.waitForStop(signal)
     if (signal.aborted || !stop) return stop
     const holds = host.lifecycleHolds()
-    if (holds.length === 0) return stop
-    log(`The container stopped during a planned restart (${holds.join('; ')}); waiting for it to finish.`)
-    const free = host.lifecycleFree()
-    const aborted = await abortable(free, signal)
-    if (aborted === 'aborted') return undefined
-    const state = await host.containerState()
-    if (!state.running) return {exitCode: state.exitCode ?? stop.exitCode, expected: stop.expected}
+    if (holds.length > 0) {
+      log(`The container stopped during a planned restart (${holds.join('; ')}); waiting for it to finish.`)
+      const free = host.lifecycleFree()
+      const aborted = await abortable(free, signal)
+      if (aborted === 'aborted') return undefined
+      const state = await host.containerState()
+      if (state.running) continue
+      stop.exitCode = state.exitCode ?? stop.exitCode
+    }
+
+    gate?.close()
+    const successor = await host.awaitSuccessor(stop.containerId, signal)
+    switch (successor.kind) {
+      case 'aborted': {
+        return undefined
+      }
+
+      case 'none': {
+        return stop
+      }
+
+      case 'give-up': {
+        log(`The container was being replaced, but ${successor.why}; ending (the service manager starts occ again).`)
+        return {...stop, end: 'recreate-failed'}
+      }
+
+      case 'attach': {
+        const state = await host.containerState()
+        const stateMount = findStateMount(bindMountSpecs(state.mounts))?.host
+        if (stop.stateMount !== undefined && stateMount !== stop.stateMount) {
+          log(`The new container's state mount is ${stateMount ?? 'missing'} (it was ${stop.stateMount}); ending so that the listener starts again on it.`)
+          return {...stop, end: 'state-mount-changed'}
+        }
+
+        if (successor.containerId !== stop.containerId) log(`The container was recreated; following the new one (${successor.containerId.slice(0, 12)}).`)
+        gate?.open()
+      }
+    }
   }
 }
 
@@ -127,7 +185,28 @@ export interface ServeOptions {
 export async function serveInForeground(options: ServeOptions): Promise<ForegroundResult> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`))
   log('Running in the foreground (Ctrl+C to stop).')
+  const gate = new SwapGate()
+  const {host} = options
+  /**
+   * Work that needs the container (an update, the release repair) asked for while it is being
+   * replaced starts once the new one runs and is ours to watch: the gate is closed from the
+   * departure to the re-attach, and the recreate note covers the moment before the watcher
+   * has seen the old container go.
+   */
+  const afterSwap = async (signal: AbortSignal | undefined): Promise<void> => {
+    let said = false
+    for (;;) {
+      const replacing = gate.isClosed || (await liveRecreateNotice(host.paths, host.names)) !== undefined
+      if (!replacing) return
+      if (!said) log('The container is being replaced; the update starts once the new one runs.')
+      said = true
+      if (gate.isClosed) await gate.pass(signal)
+      else await delay(SUCCESSOR_POLL_MS, undefined, {signal})
+    }
+  }
+
   return runForeground({
+    gate,
     host: options.host,
     log,
     async runHooks(signal, fail) {
@@ -138,8 +217,14 @@ export async function serveInForeground(options: ServeOptions): Promise<Foregrou
         paths: options.paths,
         runtime: options.host,
         signal,
-        repairRelease: ({onProgress, signal}) => repairAtStart(options.host, onProgress ?? log, signal),
-        updateOpencode: (request, progress) => updateOpencodeWith(options.host, options.config, request, progress),
+        async repairRelease({onProgress, signal}) {
+          await afterSwap(signal)
+          return repairAtStart(host, onProgress ?? log, signal)
+        },
+        async updateOpencode(request, progress) {
+          await afterSwap(progress.signal)
+          return updateOpencodeWith(host, options.config, request, progress)
+        },
         version: options.version,
       })
       if (outcome.failures.length > 0) {

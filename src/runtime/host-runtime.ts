@@ -6,7 +6,7 @@ import {StringDecoder} from 'node:string_decoder'
 import type Docker from 'dockerode'
 
 import type {ResourceNames} from '../config/instance.js'
-import type {MountSpec} from '../config/mounts.js'
+import {findStateMount, type MountSpec} from '../config/mounts.js'
 import type {OccPaths} from '../config/paths.js'
 import type {OccConfig} from '../config/schema.js'
 import {createDockerClient, isNotFound, pingEngine} from '../docker/connection.js'
@@ -17,7 +17,9 @@ import {AsyncQueue} from './async-queue.js'
 import {DEFAULT_SANDBOX_USER, firstTarFile, parsePasswdUser, type SandboxUser} from './mount-ownership.js'
 import {probeHttpHealth} from './http-probe.js'
 import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv, STOP_OPENCODE_SCRIPT} from './restart.js'
+import {liveRecreateNotice} from './recreate-notice.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
+import {awaitSuccessor, type SuccessorOutcome} from './successor.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
 import type {
   ContainerState,
@@ -269,17 +271,21 @@ export class HostRuntime implements HostRuntimeApi {
 
   async waitForStop(signal: AbortSignal): Promise<StopVerdict | undefined> {
     const info = await this.inspect()
-    if (!info) return {expected: false}
+    if (!info) return {departure: 'removed', expected: false}
+    const watched = {containerId: info.Id, stateMount: findStateMount(bindMountSpecs(toContainerState(this.names.container, info).mounts))?.host}
     // By ID, and checked per event: Docker's name filter is a prefix match, so another
     // instance's container (opencode-cloud-sandbox-x) would otherwise count as ours.
     const stream = (await this.docker.getEvents({
-      filters: {container: [info.Id], event: ['die', 'stop', 'start', 'restart', 'destroy'], type: ['container']},
+      filters: {container: [info.Id], event: ['die', 'stop', 'start', 'restart', 'destroy', 'rename'], type: ['container']},
     })) as NodeJS.ReadableStream & {destroy(): void}
     try {
       // Subscribed first, then checked: a stop between the two cannot be missed.
       const state = await this.containerState()
-      if (!state.running || state.id !== info.Id) return {exitCode: state.exitCode, expected: false}
-      return await new Promise((resolve) => {
+      if (!state.running || state.id !== info.Id) {
+        return {...watched, ...(state.id === info.Id ? {} : {departure: 'removed' as const}), exitCode: state.exitCode, expected: false}
+      }
+
+      const verdict = await new Promise<StopVerdict | undefined>((resolve) => {
         const tracker = new StopTracker()
         let buffer = ''
         let pending: {timer: NodeJS.Timeout; verdict: StopVerdict} | undefined
@@ -327,9 +333,30 @@ export class HostRuntime implements HostRuntimeApi {
         stream.on('close', ended)
         stream.on('error', ended)
       })
+      return verdict && {...watched, ...verdict}
     } finally {
       stream.destroy()
     }
+  }
+
+  /**
+   * After the watched container stopped or left our name: waits (bounded) for a successor under
+   * our name with this instance's labels, while a recreate is announced (recreate-notice.ts) or
+   * one was already created; says "none" at once when nothing is coming.
+   */
+  async awaitSuccessor(departedId: string | undefined, signal: AbortSignal): Promise<SuccessorOutcome> {
+    return awaitSuccessor(
+      {
+        candidate: async () => {
+          const info = await this.inspect()
+          if (!info || !hasLabels(info.Config?.Labels ?? {}, this.names.labels)) return undefined
+          return {id: info.Id, running: info.State.Running && !info.State.Restarting}
+        },
+        noticeLive: async () => Boolean(await liveRecreateNotice(this.paths, this.names)),
+      },
+      departedId,
+      signal,
+    )
   }
 
   private async *dockerLogLines(spec: LogsSpec, brokerFilter: boolean, signal?: AbortSignal): AsyncIterable<LogLine> {
@@ -396,6 +423,10 @@ export class HostRuntime implements HostRuntimeApi {
     )
     yield* queue
   }
+}
+
+function hasLabels(labels: Record<string, string>, wanted: Record<string, string>): boolean {
+  return Object.entries(wanted).every(([key, value]) => labels[key] === value)
 }
 
 /** The bind mounts among a container's mounts, as mount specs. */

@@ -11,6 +11,7 @@ import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
 import {bindMountSpecs, type HostRuntime} from './host-runtime.js'
 import {applyOwnership, mountDirFacts, planMountOwnership} from './mount-ownership.js'
 import {waitUntilReady, type Readiness, type ReadinessOptions} from './readiness.js'
+import {announceRecreate} from './recreate-notice.js'
 import {firstLogin, userStoreFor, type FirstLogin} from './users/host-users.js'
 import type {RestoreReport} from './users/store.js'
 import {mapBrokerHealth, mapOpencodeHealth, parseSandboxFacts, SANDBOX_FACTS_SCRIPT} from './status.js'
@@ -117,6 +118,21 @@ async function containerDrift(host: HostRuntime, info: Docker.ContainerInspectIn
  * A container this call created and could not start is removed again.
  */
 export async function startSandbox(host: HostRuntime, options: StartOptions = {}): Promise<StartResult> {
+  // A recreate announces itself (service mode follows the new container rather than ending) and
+  // withdraws the note once the new container is ready, or this start failed.
+  const notice: RecreateNoticeHolder = {}
+  try {
+    return await startOrRecreate(host, options, notice)
+  } finally {
+    await notice.withdraw?.()
+  }
+}
+
+interface RecreateNoticeHolder {
+  withdraw?: () => Promise<void>
+}
+
+async function startOrRecreate(host: HostRuntime, options: StartOptions, notice: RecreateNoticeHolder): Promise<StartResult> {
   const progress = options.onProgress ?? (() => {})
   const {config, names} = host
   const port = options.port ?? config.opencode_web_port
@@ -150,6 +166,7 @@ export async function startSandbox(host: HostRuntime, options: StartOptions = {}
       progress(`Checking the image ${config.image}`)
       imagePulled = (await ensureImage(host.docker, config.image, {onEvent: options.onPullEvent, onNote: progress})) === 'pulled'
       progress(`Recreating container ${names.container} (volumes are kept)${drift.length > 0 ? `: ${drift.join('; ')}` : ''}`)
+      notice.withdraw = await announceRecreate(host.paths, names, 'occ start --recreate')
       await stopSandbox(host, {remove: true, timeoutSeconds: 30})
       info = undefined
       recreated = true

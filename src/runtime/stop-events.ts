@@ -5,12 +5,20 @@
  * - a crash or `docker kill`: die alone — unexpected;
  * - `docker restart` / `occ restart` / an update's container restart: kill, die, stop, start,
  *   restart — not an end at all: keep going;
- * - removal (`occ stop --remove`): destroy — expected.
+ * - removal (`occ stop --remove`): destroy — expected;
+ * - a rename (the container leaves our name, as `occ update container` sets the old one aside):
+ *   expected; whether a successor comes under our name is for the caller to find out.
  * Each event gives a decision; timers are the caller's, so this stays a pure state machine.
  */
 export interface StopVerdict {
   expected: boolean
   exitCode?: number
+  /** The container no longer has our name: removed, or renamed away. */
+  departure?: 'removed' | 'renamed'
+  /** The container watched (set by the host runtime). */
+  containerId?: string
+  /** Host path of its state mount, when it had one (set by the host runtime). */
+  stateMount?: string
 }
 
 export type StopDecision =
@@ -46,7 +54,11 @@ export class StopTracker {
       }
 
       case 'destroy': {
-        return {kind: 'end', verdict: {exitCode: this.exitCode, expected: true}}
+        return {kind: 'end', verdict: {departure: 'removed', exitCode: this.exitCode, expected: true}}
+      }
+
+      case 'rename': {
+        return {kind: 'end', verdict: {departure: 'renamed', exitCode: this.exitCode, expected: true}}
       }
 
       default: {

@@ -2,10 +2,12 @@ import assert from 'node:assert/strict'
 import {EventEmitter} from 'node:events'
 import {setTimeout as delay} from 'node:timers/promises'
 
+import {MOUNT_STATE} from '../../src/config/mounts.js'
 import {runForeground, type ForegroundOptions} from '../../src/runtime/foreground.js'
 import type {HostRuntime} from '../../src/runtime/host-runtime.js'
+import {SwapGate, type SuccessorOutcome} from '../../src/runtime/successor.js'
 
-type Stop = {expected: boolean; exitCode?: number} | undefined
+type Stop = {containerId?: string; departure?: 'removed' | 'renamed'; expected: boolean; exitCode?: number; stateMount?: string} | undefined
 
 /**
  * A host whose waitForStop the test controls. Like the real one, it also resolves (undefined)
@@ -18,10 +20,20 @@ function fakeHost() {
   // The life cycle holds, as HostRuntime keeps them (an update restarting the container).
   const holds: string[] = []
   let waiters: Array<() => void> = []
-  const state = {running: true, exitCode: undefined as number | undefined}
+  const state = {running: true, exitCode: undefined as number | undefined, id: 'old', stateMount: '/state'}
+  // What the host says when asked for a successor (the default: nothing is coming).
+  let successor: (departedId: string | undefined) => Promise<SuccessorOutcome> = async () => ({kind: 'none'})
+  const successorCalls: Array<string | undefined> = []
   const host = {
+    awaitSuccessor(departedId: string | undefined, signal: AbortSignal): Promise<SuccessorOutcome> {
+      successorCalls.push(departedId)
+      // Like the real one: an abort ends the wait.
+      const aborted = new Promise<SuccessorOutcome>((resolve) => signal.addEventListener('abort', () => resolve({kind: 'aborted'}), {once: true}))
+      return Promise.race([successor(departedId), aborted])
+    },
     async containerState() {
-      return {exists: true, exitCode: state.exitCode, labels: {}, mounts: [], name: 'c', running: state.running, status: state.running ? 'running' : 'exited'}
+      const mounts = [{readOnly: false, source: state.stateMount, target: MOUNT_STATE, type: 'bind'}]
+      return {exists: true, exitCode: state.exitCode, id: state.id, labels: {}, mounts, name: 'c', running: state.running, status: state.running ? 'running' : 'exited'}
     },
     lifecycleFree(): Promise<void> {
       return holds.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))
@@ -49,6 +61,10 @@ function fakeHost() {
     },
     host: host as unknown as HostRuntime,
     state,
+    successorCalls,
+    set successor(answer: (departedId: string | undefined) => Promise<SuccessorOutcome>) {
+      successor = answer
+    },
     get watches() {
       return watches
     },
@@ -185,6 +201,91 @@ describe('runForeground (occ start --no-daemon)', () => {
     const result = await running
     assert.deepEqual(result, {containerExitCode: 1, end: 'container-died', exitCode: 1})
     assert.equal(fake.watches, 1)
+  })
+
+  describe('a container replaced under its name (occ start --recreate, occ update container)', () => {
+    /** A successor answer the test settles, and a gate the test can watch. */
+    function replaced() {
+      const ctx = setup()
+      const gate = new SwapGate()
+      let answer!: (outcome: SuccessorOutcome) => void
+      ctx.fake.successor = () => new Promise<SuccessorOutcome>((resolve) => (answer = resolve))
+      const running = runForeground({...ctx.options, gate})
+      return {...ctx, answer: (outcome: SuccessorOutcome) => answer(outcome), gate, running}
+    }
+
+    it('is followed: the gate closes during the swap (work waits at it), the new container is watched, the hooks keep running', async () => {
+      const {answer, emitter, fake, gate, hooks, logs, running} = replaced()
+      await delay(5)
+      fake.settle.resolve({containerId: 'old', departure: 'removed', expected: true, stateMount: '/state'})
+      await delay(10)
+      assert.deepEqual(fake.successorCalls, ['old'])
+      assert.equal(gate.isClosed, true, 'the gate is open while the container is being replaced')
+      let passed = false
+      const waiting = gate.pass().then(() => (passed = true))
+      await delay(10)
+      assert.equal(passed, false, 'work passed the gate during the swap')
+      fake.state.id = 'new'
+      answer({containerId: 'new', kind: 'attach'})
+      await waiting
+      assert.equal(gate.isClosed, false)
+      await delay(10)
+      assert.equal(fake.watches, 2, 'the new container is not watched')
+      assert.equal(hooks.state.signal?.aborted, false, 'the hooks were stopped by a recreate')
+      assert.ok(logs.some((line) => line.includes('following the new one (new)')), logs.join('\n'))
+      // A stop of the new one, with nothing coming after it, ends it as before.
+      fake.successor = async () => ({kind: 'none'})
+      fake.settle.resolve({containerId: 'new', expected: true})
+      assert.deepEqual(await running, {containerExitCode: undefined, end: 'container-stopped', exitCode: 0})
+      assertNoListenersLeft(emitter)
+    })
+
+    it('a removal with no successor (occ stop --remove, docker rm -f) ends it as before: exit 0, "removed"', async () => {
+      const {fake, logs, options} = setup()
+      const running = runForeground(options)
+      await delay(5)
+      fake.settle.resolve({containerId: 'old', departure: 'removed', expected: true})
+      assert.deepEqual(await running, {containerExitCode: undefined, end: 'container-stopped', exitCode: 0})
+      assert.deepEqual(fake.successorCalls, ['old'])
+      assert.ok(logs.includes('The container was removed.'), logs.join('\n'))
+    })
+
+    it('a recreate that gives up ends it with exit 1 (the service manager starts occ again)', async () => {
+      const {answer, fake, logs, running} = replaced()
+      await delay(5)
+      fake.settle.resolve({containerId: 'old', departure: 'renamed', expected: true})
+      await delay(5)
+      answer({kind: 'give-up', why: 'the recreate ended without a running container'})
+      assert.deepEqual(await running, {containerExitCode: undefined, end: 'recreate-failed', exitCode: 1})
+      assert.ok(logs.some((line) => line.includes('ended without a running container')), logs.join('\n'))
+    })
+
+    it('a successor whose state mount is elsewhere ends it with exit 1 (the listener must start again on the new directory)', async () => {
+      const {answer, fake, gate, logs, running} = replaced()
+      await delay(5)
+      fake.settle.resolve({containerId: 'old', departure: 'removed', expected: true, stateMount: '/state'})
+      await delay(5)
+      fake.state.id = 'new'
+      fake.state.stateMount = '/elsewhere'
+      answer({containerId: 'new', kind: 'attach'})
+      assert.deepEqual(await running, {containerExitCode: undefined, end: 'state-mount-changed', exitCode: 1})
+      assert.equal(gate.isClosed, true, 'work was let through to a container the listener does not serve')
+      assert.ok(logs.some((line) => line.includes('/elsewhere')), logs.join('\n'))
+    })
+
+    it('SIGTERM during the swap ends it with exit 0; work waiting at the gate is rejected, not left hanging', async () => {
+      const {emitter, fake, gate, running} = replaced()
+      await delay(5)
+      fake.settle.resolve({containerId: 'old', departure: 'removed', expected: true})
+      await delay(5)
+      const controller = new AbortController()
+      const waiting = gate.pass(controller.signal)
+      emitter.emit('SIGTERM', 'SIGTERM')
+      controller.abort(new Error('stopping'))
+      await assert.rejects(waiting, /stopping/)
+      // The successor wait sees the abort (the real one polls with the signal).
+      assert.equal((await running).end, 'signal')
+    })
   })
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -40,7 +40,14 @@ describe('container stop events', () => {
   })
 
   it('removal ends it at once as expected; unrelated actions are ignored', () => {
-    assert.deepEqual(conclude([['exec_start: sh'], ['destroy']]), {kind: 'end', verdict: {exitCode: undefined, expected: true}})
+    assert.deepEqual(conclude([['exec_start: sh'], ['destroy']]), {kind: 'end', verdict: {departure: 'removed', exitCode: undefined, expected: true}})
     assert.equal(conclude([['exec_create'], ['health_status: healthy'], ['attach']]), 'still running')
+  })
+
+  it('a rename (update container setting the old one aside) ends the watch at once, even while a stop waits its grace', () => {
+    assert.deepEqual(conclude([['kill'], ['die', {exitCode: '0'}], ['stop'], ['rename', {name: 'x_previous', oldName: '/x'}]]), {
+      kind: 'end',
+      verdict: {departure: 'renamed', exitCode: 0, expected: true},
+    })
   })
 })

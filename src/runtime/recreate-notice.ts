@@ -1,0 +1,109 @@
+/**
+ * "The sandbox container is being replaced by one under the same name": a note in occ's data dir
+ * (host-only, never under a bind mount), written by whoever recreates the container (`occ start
+ * --recreate`, `occ update container`) before the old one goes, and removed once the new one is
+ * there. Service mode (`occ start --no-daemon`) reads it when the container it watches is
+ * removed or renamed: with a live note it waits for the successor instead of ending; without one
+ * a removal ends service mode as it always did (`occ stop --remove`, `docker rm -f`).
+ *
+ * The note names its writer (pid, the pid's start time, the boot id): one whose writer is gone
+ * (killed mid-recreate, or the pid reused) counts for nothing, so a crash never keeps a service
+ * waiting on a recreate nobody is doing.
+ */
+import {randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import * as z from 'zod'
+
+import type {ResourceNames} from '../config/instance.js'
+import type {OccPaths} from '../config/paths.js'
+import {writeFileAtomic} from '../config/store.js'
+import {isPidAlive} from '../protocol/listener-status.js'
+import {hostBootId, processStartTime} from './update/lock-owner.js'
+
+const noticeSchema = z.strictObject({
+  bootId: z.string().max(64),
+  pid: z.number().int().positive(),
+  pidStart: z.string().max(32),
+  since: z.string().max(40),
+  token: z.string().regex(/^[0-9a-f]{24}$/),
+  why: z.string().max(200),
+})
+
+export type RecreateNotice = z.output<typeof noticeSchema>
+
+const MAX_NOTICE_BYTES = 4096
+
+export function recreateNoticeFile(paths: OccPaths, names: ResourceNames): string {
+  return path.join(paths.dataDir, 'locks', `${names.container}.recreate.json`)
+}
+
+export interface NoticeChecks {
+  bootId: string
+  isAlive: (pid: number) => boolean
+  startTime: (pid: number) => string | undefined
+}
+
+const realChecks = (): NoticeChecks => ({bootId: hostBootId(), isAlive: isPidAlive, startTime: processStartTime})
+
+/** Whether the note's writer still runs (same boot, pid alive, and the same process behind it). */
+export function noticeIsLive(notice: RecreateNotice, checks: NoticeChecks): boolean {
+  if (!checks.bootId || notice.bootId !== checks.bootId) return false
+  if (!checks.isAlive(notice.pid)) return false
+  const start = checks.startTime(notice.pid)
+  return !(start !== undefined && notice.pidStart !== '' && start !== notice.pidStart)
+}
+
+/** The note, when there is one that parses (no symlink followed, size capped); else undefined. */
+export async function readRecreateNotice(file: string): Promise<RecreateNotice | undefined> {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch {
+    return undefined
+  }
+
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile() || stat.size > MAX_NOTICE_BYTES) return undefined
+    const parsed = noticeSchema.safeParse(JSON.parse((await handle.readFile()).toString('utf8')))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  } finally {
+    await handle.close()
+  }
+}
+
+/** The note when its writer still runs; undefined when there is none or it is left over. */
+export async function liveRecreateNotice(paths: OccPaths, names: ResourceNames, checks: NoticeChecks = realChecks()): Promise<RecreateNotice | undefined> {
+  const notice = await readRecreateNotice(recreateNoticeFile(paths, names))
+  return notice && noticeIsLive(notice, checks) ? notice : undefined
+}
+
+/**
+ * Writes the note (atomically) and returns its withdrawal, which removes the file only while it
+ * is still this note (another recreate may have written its own since). Withdrawing twice is a no-op.
+ */
+export async function announceRecreate(paths: OccPaths, names: ResourceNames, why: string): Promise<() => Promise<void>> {
+  const file = recreateNoticeFile(paths, names)
+  const notice: RecreateNotice = {
+    bootId: hostBootId(),
+    pid: process.pid,
+    pidStart: processStartTime(process.pid) ?? '',
+    since: new Date().toISOString(),
+    token: randomBytes(12).toString('hex'),
+    why: why.slice(0, 200),
+  }
+  await writeFileAtomic(file, `${JSON.stringify(notice)}\n`)
+  let withdrawn = false
+  return async () => {
+    if (withdrawn) return
+    withdrawn = true
+    const current = await readRecreateNotice(file)
+    if (current?.token !== notice.token) return
+    await fs.rm(file, {force: true})
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Service mode across a recreate: `occ start --no-daemon` follows its container when it is
+ * replaced under the same name (a new ID), keeps answering the web UI, and holds a request that
+ * arrives during the swap until the new container runs; a removal with nothing after it still
+ * ends service mode as before. One listener world, one service process through the first tests.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {execa} from 'execa'
+
+import {resourceNames} from '../../src/config/instance.js'
+import {resolvePaths} from '../../src/config/paths.js'
+import {REQUEST_FILE} from '../../src/index.js'
+import {recreateNoticeFile} from '../../src/runtime/recreate-notice.js'
+import {OCC_BIN} from '../helpers/sandbox-env.js'
+import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
+
+describe('service mode across a recreate (occ start --no-daemon, real container)', function () {
+  this.timeout(240_000)
+  let world: ListenerWorld
+  let foreground: Foreground
+
+  async function containerId(): Promise<string | undefined> {
+    try {
+      return (await world.sandbox.docker.getContainer(world.sandbox.containerName).inspect()).Id
+    } catch {
+      return undefined
+    }
+  }
+
+  async function listenerIdle(): Promise<Record<string, unknown>> {
+    let status: Record<string, unknown> | undefined
+    await waitUntil(
+      async () => {
+        status = await world.readListenerJson()
+        return status?.state === 'idle'
+      },
+      60_000,
+      () => `listener.json: ${JSON.stringify(status)}`,
+    )
+    return status!
+  }
+
+  /** Whether the service process still runs (has not exited by the next turn of the event loop). */
+  async function running(fg: Foreground): Promise<boolean> {
+    return Promise.race([fg.exited.then(() => false), new Promise<boolean>((resolve) => setImmediate(() => resolve(true)))])
+  }
+
+  before(async () => {
+    world = await createListenerWorld('recr')
+    foreground = await world.startForeground()
+    await foreground.waitForLine(/Listening for update requests/)
+    await listenerIdle()
+  })
+  after(async () => {
+    await world?.cleanup()
+  })
+
+  it('follows occ start --recreate (a new container ID): the same process answers a request written from inside the new container', async () => {
+    const before = await containerId()
+    const recreate = await world.sandbox.occ(['start', '--recreate', ...world.startArgs])
+    assert.equal(recreate.exitCode, 0, String(recreate.stderr))
+    const after = await containerId()
+    assert.ok(after && after !== before, `the container ID did not change (${before} → ${after})`)
+    await foreground.waitForLine(new RegExp(`following the new one \\(${after.slice(0, 12)}\\)`))
+    assert.equal(await running(foreground), true, `service mode ended:\n${foreground.stderr()}`)
+
+    await world.webUiWrite({command: 'update_opencode', request_id: 'after-recreate'})
+    const result = await world.waitForResult((r) => r.request_id === 'after-recreate')
+    assert.equal(result.status, 'success', JSON.stringify(result))
+    assert.equal(result.to_commit, world.baseCommit)
+    const status = await listenerIdle()
+    assert.equal(status.pid, foreground.pid, 'listener.json is not the same service process')
+  })
+
+  it('a request that arrives during the swap waits for the new container and is answered from it', async () => {
+    const before = await containerId()
+    const noticeFile = recreateNoticeFile(resolvePaths(world.sandbox.env), resourceNames(world.sandbox.instance))
+    const recreate = execa(process.execPath, [OCC_BIN, 'start', '--recreate', ...world.startArgs], {env: world.sandbox.env, reject: false, stdin: 'ignore'})
+    // The swap has begun once its note is there; freeze the recreating occ in the middle of it.
+    await waitUntil(async () => fs.lstat(noticeFile).then(() => true, () => false), 60_000, () => 'occ start --recreate wrote no recreate note')
+    process.kill(recreate.pid!, 'SIGSTOP')
+    try {
+      // As the web UI does it (temp file, rename), through the state mount: the old container may be gone already.
+      const tmp = path.join(world.commandsDir, '.update-command.swap.tmp')
+      await fs.writeFile(tmp, JSON.stringify({command: 'update_opencode', request_id: 'during-swap'}))
+      await fs.rename(tmp, path.join(world.commandsDir, REQUEST_FILE))
+      await foreground.waitForLine(/The container is being replaced; the update starts once the new one runs\./)
+      assert.equal(await world.readResult().then((r) => r?.request_id), 'after-recreate', 'answered during the swap')
+    } finally {
+      process.kill(recreate.pid!, 'SIGCONT')
+    }
+
+    const result = await world.waitForResult((r) => r.request_id === 'during-swap', 120_000)
+    assert.equal(result.status, 'success', `${JSON.stringify(result)}\n${foreground.stderr()}`)
+    assert.equal((await recreate).exitCode, 0)
+    const after = await containerId()
+    assert.ok(after && after !== before, 'the container was not recreated')
+    const stderr = foreground.stderr()
+    const followed = stderr.indexOf(`following the new one (${after.slice(0, 12)})`)
+    const finished = stderr.indexOf('Update (request_id "during-swap") finished')
+    assert.ok(followed !== -1 && finished > followed, `the update did not wait for the new container:\n${stderr}`)
+    assert.equal(await running(foreground), true, `service mode ended:\n${foreground.stderr()}`)
+  })
+
+  it('a removal with no successor (occ stop --remove) still ends service mode at once with exit 0', async () => {
+    const started = Date.now()
+    const stop = await world.sandbox.occ(['stop', '--remove', '--timeout', '5'])
+    assert.equal(stop.exitCode, 0, String(stop.stderr))
+    assert.equal(await foreground.exited, 0)
+    assert.ok(Date.now() - started < 20_000, `service mode took ${Date.now() - started} ms to end`)
+    assert.match(foreground.stderr(), /The container was removed\./)
+    assert.equal(await world.readListenerJson(), undefined)
+  })
+
+  it('docker rm -f with nothing after it ends service mode too (exit 0: a removal is deliberate)', async () => {
+    const start = await world.sandbox.occ(['start', ...world.startArgs])
+    assert.equal(start.exitCode, 0, String(start.stderr))
+    const fg = await world.startForeground()
+    await fg.waitForLine(/Listening for update requests/)
+    await world.sandbox.docker.getContainer(world.sandbox.containerName).remove({force: true})
+    const code = await fg.exited
+    assert.equal(code, 0, fg.stderr())
+    assert.match(fg.stderr(), /The container was removed\./)
+  })
+})
