@@ -28,6 +28,7 @@ import {ContainerMissingError, OccError, errorMessage} from '../errors.js'
 import type {HostRuntime} from './host-runtime.js'
 import {recentLogLines, restoreUsers} from './lifecycle.js'
 import {waitUntilReady, type Readiness} from './readiness.js'
+import {withRecreateNotice} from './recreate-notice.js'
 import {acquireHostUpdateLock} from './update-lock.js'
 import {UpdateBusyError} from './update/errors.js'
 
@@ -163,7 +164,7 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
       }
 
       progress(`Rolling back to ${previousTag}${target.Config?.Labels?.['org.opencode-cloud.version'] ? ` (version ${target.Config.Labels['org.opencode-cloud.version']})` : ''}`)
-      const swapped = await swapContainer(host, info, current, target.Id, options)
+      const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container --rollback', () => swapContainer(host, info, current, target.Id, options))
       // Symmetric: the image we left is the rollback target now (a second --rollback goes back).
       if (current) await tagAs(host.docker, current.Id, previousTag)
       const pruned = await pruneDanglingOf(host.docker, repository)
@@ -200,7 +201,8 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
       if (!target) throw new OccError('IMAGE_UNAVAILABLE', `${image} was pulled but is not there.`)
     }
 
-    const swapped = await swapContainer(host, info, current, target.Id, options)
+    // Service mode follows the swap (recreate-notice.ts) rather than ending when the old container goes.
+    const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container', () => swapContainer(host, info, current, target.Id, options))
     if (current && current.Id !== target.Id) await tagAs(host.docker, current.Id, previousTag)
     const pruned = await pruneDanglingOf(host.docker, repository)
     const toFacts = facts(target, repository)

@@ -167,6 +167,13 @@ export async function watchContainer(host: ForegroundHost, signal: AbortSignal, 
   }
 }
 
+/** A recreate is announced, or an `occ update container` holds the instance's update lock. */
+async function containerBeingReplaced(host: HostRuntime): Promise<boolean> {
+  if (await liveRecreateNotice(host.paths, host.names)) return true
+  const {liveHostLockHolder} = await import('./update-lock.js')
+  return (await liveHostLockHolder(host.paths, host.names))?.kind === 'update container'
+}
+
 export interface ServeOptions {
   host: HostRuntime
   config: OccConfig
@@ -190,13 +197,14 @@ export async function serveInForeground(options: ServeOptions): Promise<Foregrou
   /**
    * Work that needs the container (an update, the release repair) asked for while it is being
    * replaced starts once the new one runs and is ours to watch: the gate is closed from the
-   * departure to the re-attach, and the recreate note covers the moment before the watcher
-   * has seen the old container go.
+   * departure to the re-attach; the recreate note covers the moment before the watcher has seen
+   * the old container go, and a running `occ update container` (its lock) the pull before its
+   * swap and the clean-up after it, so the request waits rather than being refused as busy.
    */
   const afterSwap = async (signal: AbortSignal | undefined): Promise<void> => {
     let said = false
     for (;;) {
-      const replacing = gate.isClosed || (await liveRecreateNotice(host.paths, host.names)) !== undefined
+      const replacing = gate.isClosed || (await containerBeingReplaced(host))
       if (!replacing) return
       if (!said) log('The container is being replaced; the update starts once the new one runs.')
       said = true

@@ -107,3 +107,13 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
     await fs.rm(file, {force: true})
   }
 }
+
+/** Runs `work` with the note written first and withdrawn after, whatever `work` does. */
+export async function withRecreateNotice<T>(paths: OccPaths, names: ResourceNames, why: string, work: () => Promise<T>): Promise<T> {
+  const withdraw = await announceRecreate(paths, names, why)
+  try {
+    return await work()
+  } finally {
+    await withdraw()
+  }
+}

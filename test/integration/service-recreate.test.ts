@@ -14,6 +14,7 @@ import {resourceNames} from '../../src/config/instance.js'
 import {resolvePaths} from '../../src/config/paths.js'
 import {REQUEST_FILE} from '../../src/index.js'
 import {recreateNoticeFile} from '../../src/runtime/recreate-notice.js'
+import {sharedRegistry, type TestRegistry} from '../helpers/registry.js'
 import {OCC_BIN} from '../helpers/sandbox-env.js'
 import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
 
@@ -124,5 +125,76 @@ describe('service mode across a recreate (occ start --no-daemon, real container)
     const code = await fg.exited
     assert.equal(code, 0, fg.stderr())
     assert.match(fg.stderr(), /The container was removed\./)
+  })
+})
+
+describe('service mode across occ update container v1 → v2 (local registry)', function () {
+  this.timeout(300_000)
+  let registry: TestRegistry
+  let world: ListenerWorld
+  let foreground: Foreground
+  let tag: string
+
+  before(async function () {
+    this.timeout(300_000)
+    registry = await sharedRegistry()
+    tag = `svc-${process.pid}`
+    await registry.publish('v1', tag)
+    world = await createListenerWorld('recu', {image: registry.ref(tag)})
+    foreground = await world.startForeground()
+    await foreground.waitForLine(/Listening for update requests/, 120_000)
+  })
+  after(async () => {
+    await world?.cleanup()
+    for (const ref of [registry?.ref(tag), `${registry?.repository}:instance-${world?.sandbox.instance}-previous`]) {
+      if (ref) await world?.sandbox.docker.getImage(ref).remove({force: true}).catch(() => {})
+    }
+  })
+
+  it('follows the new container, and a request written during the swap waits and is answered from v2', async () => {
+    const docker = world.sandbox.docker
+    const before = (await docker.getContainer(world.sandbox.containerName).inspect()).Id
+    await registry.publish('v2', tag)
+    const noticeFile = recreateNoticeFile(resolvePaths(world.sandbox.env), resourceNames(world.sandbox.instance))
+    const update = execa(process.execPath, [OCC_BIN, 'update', 'container', '--yes'], {env: world.sandbox.env, reject: false, stdin: 'ignore'})
+    // The swap begins with its note (the pull is done by then); freeze update container in it.
+    await waitUntil(async () => fs.lstat(noticeFile).then(() => true, () => false), 120_000, () => `update container wrote no recreate note:\n${foreground.stderr()}`)
+    process.kill(update.pid!, 'SIGSTOP')
+    try {
+      const tmp = path.join(world.commandsDir, '.update-command.swap.tmp')
+      await fs.writeFile(tmp, JSON.stringify({command: 'update_opencode', request_id: 'during-update-container'}))
+      await fs.rename(tmp, path.join(world.commandsDir, REQUEST_FILE))
+      await foreground.waitForLine(/The container is being replaced; the update starts once the new one runs\./)
+      // Claimed, and waiting: listener.json still beats, from the same process.
+      let status: Record<string, unknown> | undefined
+      await waitUntil(
+        async () => {
+          status = await world.readListenerJson()
+          return status?.state === 'updating' && status.request_id === 'during-update-container'
+        },
+        15_000,
+        () => `listener.json: ${JSON.stringify(status)}`,
+      )
+      assert.equal(status?.pid, foreground.pid)
+    } finally {
+      process.kill(update.pid!, 'SIGCONT')
+    }
+
+    const updated = await update
+    assert.equal(updated.exitCode, 0, String(updated.stderr))
+    const result = await world.waitForResult((r) => r.request_id === 'during-update-container', 120_000)
+    assert.equal(result.status, 'success', `${JSON.stringify(result)}\n${foreground.stderr()}`)
+    const info = await docker.getContainer(world.sandbox.containerName).inspect()
+    assert.notEqual(info.Id, before, 'the container was not recreated')
+    assert.equal(info.Config.Labels['org.opencode-cloud.version'], 'v2')
+    const stderr = foreground.stderr()
+    const followed = stderr.indexOf(`following the new one (${info.Id.slice(0, 12)})`)
+    const finished = stderr.indexOf('Update (request_id "during-update-container") finished: success')
+    assert.ok(followed !== -1 && finished > followed, `the update did not wait for the new container:\n${stderr}`)
+    // And the web UI in the new container gets answers as before.
+    await world.webUiWrite({command: 'update_opencode', request_id: 'from-v2'})
+    const fromV2 = await world.waitForResult((r) => r.request_id === 'from-v2', 60_000)
+    assert.equal(fromV2.status, 'success', JSON.stringify(fromV2))
+    assert.equal((await world.readListenerJson())?.pid, foreground.pid)
   })
 })
