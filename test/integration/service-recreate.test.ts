@@ -147,7 +147,7 @@ describe('service mode across occ update container v1 → v2 (local registry)', 
   after(async () => {
     await world?.cleanup()
     for (const ref of [registry?.ref(tag), `${registry?.repository}:instance-${world?.sandbox.instance}-previous`]) {
-      if (ref) await world?.sandbox.docker.getImage(ref).remove({force: true}).catch(() => {})
+      if (ref) await world?.sandbox.docker.getImage(ref).remove().catch(() => {})
     }
   })
 
