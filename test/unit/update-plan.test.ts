@@ -515,6 +515,27 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
     assert.equal(sandbox.running?.version, '1.0.0')
   })
 
+  it('the repair restarting the container (no supervisor) holds the life cycle around the restart', async () => {
+    const sandbox = new FakeSandbox()
+    sandbox.restartMethodValue = 'container'
+    sandbox.plain = undefined
+    sandbox.releases = new Map([
+      [SHA.old, {version: '1.0.0'}],
+      [SHA.bad, {healthFail: true, version: '1.3.0'}],
+    ])
+    sandbox.current = SHA.bad
+    sandbox.commitFile = SHA.old
+    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.bad, version: '1.3.0'}
+    sandbox.running = sandbox.releases.get(SHA.bad)
+    sandbox.branches.dev = SHA.old
+    const outcome = await plan(sandbox, {})
+    assert.equal(outcome.status, 'success', outcome.message)
+    const from = sandbox.events.indexOf('hold:repair of the unverified release 4444444')
+    assert.ok(from >= 0, sandbox.events.join(' '))
+    assert.deepEqual(sandbox.events.slice(from, from + 3), ['hold:repair of the unverified release 4444444', 'restart:1.0.0', 'hold-released'])
+    assert.equal(sandbox.holds, 0)
+  })
+
   it('an unverified release whose old process still serves (killed at activate) is rolled back without a restart', async () => {
     const sandbox = new FakeSandbox()
     sandbox.plain = undefined

@@ -12,7 +12,7 @@ import os from 'node:os'
 import {errorMessage} from '../../errors.js'
 import type {RestartMethod, Runtime} from '../runtime.js'
 import {UpdateBusyError} from './errors.js'
-import {waitHealthy} from './health-wait.js'
+import {containerStopped, waitHealthy} from './health-wait.js'
 import {shortSha} from './layout.js'
 import {heldLockTokens, lockOwner, lockOwnerGone, ownerChecks, type OwnerChecks} from './lock-owner.js'
 import type {Journal, LockAttempt, LockRecord, ReleaseStore, StoreState} from './release-store.js'
@@ -124,14 +124,19 @@ async function rollBackJournal(runtime: Runtime, store: ReleaseStore, journal: J
   await store.rollback(true)
   const after = await store.inspect()
   // The previous version may already serve (the new one was never started): then no restart.
-  let verdict = await waitHealthy(runtime, after.version, {healthyAnswers: 2, intervalMs: options.healthIntervalMs, timeoutMs: 3000})
+  const stopped = containerStopped(runtime)
+  let verdict = await waitHealthy(runtime, after.version, {healthyAnswers: 2, intervalMs: options.healthIntervalMs, stopped, timeoutMs: 3000})
   let restartMethod: RestartMethod | undefined
   if (!verdict.healthy) {
+    // Without a supervisor this restarts the container: a watcher of this process must not take it for the end.
+    const release = runtime.holdLifecycle(`repair of the unverified release ${shortSha(journal.release)}`)
     try {
       restartMethod = await runtime.restartOpencode()
-      verdict = await waitHealthy(runtime, after.version, {intervalMs: options.healthIntervalMs, signal: options.signal, timeoutMs: options.healthTimeoutMs ?? 60_000})
+      verdict = await waitHealthy(runtime, after.version, {intervalMs: options.healthIntervalMs, signal: options.signal, stopped, timeoutMs: options.healthTimeoutMs ?? 60_000})
     } catch (error) {
       verdict = {detail: `restarting opencode failed: ${errorMessage(error)}`, healthy: false}
+    } finally {
+      release()
     }
   }
 
