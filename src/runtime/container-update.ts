@@ -47,8 +47,6 @@ export interface ContainerUpdateOptions {
   healthTimeoutMs?: number
   onProgress?: (message: string) => void
   onPullEvent?: (event: PullEvent) => void
-  /** Called right after the new container is created (tests: a kill at that point). */
-  onCreated?: (containerId: string) => void
 }
 
 export interface ImageFacts {
@@ -221,6 +219,11 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
   }
 }
 
+/** Tests kill occ at a named step of the swap (as OCC_STORE_CRASH_AT does in the release store). */
+function crashPoint(name: 'created' | 'renamed' | 'started' | 'stopped'): void {
+  if (process.env.OCC_UPDATE_CONTAINER_CRASH_AT === name) process.kill(process.pid, 'SIGKILL')
+}
+
 /**
  * Replaces the container `info` by one on `targetImageId` (tagged as the config's image first),
  * keeping the old one stopped and renamed until the new one is ready; rolls back when it is not.
@@ -245,7 +248,9 @@ async function swapContainer(
   await tagAs(docker, targetImageId, image)
   progress(`Stopping ${names.container}; it is kept as ${kept} until the new container is ready`)
   await stopQuietly(docker.getContainer(info.Id))
+  crashPoint('stopped')
   await docker.getContainer(info.Id).rename({name: kept})
+  crashPoint('renamed')
 
   let created: Docker.Container
   try {
@@ -262,9 +267,10 @@ async function swapContainer(
     })
   }
 
-  options.onCreated?.(created.id)
+  crashPoint('created')
   try {
     await created.start()
+    crashPoint('started')
     progress('Waiting for opencode and the broker to be ready in the new container')
     const readiness = await waitUntilReady(host, {
       healthTimeoutMs: options.healthTimeoutMs ?? 60_000,

@@ -97,7 +97,9 @@ class RegistryProcess {
       const failed = await Promise.race([spawnError, new Promise<undefined>((resolve) => setTimeout(resolve, 100, undefined))])
       if (failed) throw new Error(`cannot run ${REGISTRY_BINARY} (install Debian's docker-registry: bash .ci/provision.sh): ${failed.message}`)
       if (!this.running()) throw new Error(`${REGISTRY_BINARY} exited at start:\n${this.log}`)
-      if ((await probe(this.address)) === 200) return
+      const status = await probe(this.address)
+      // /v2/ answers 401 when the registry wants credentials: it is up.
+      if (status === 200 || status === 401) return
     }
 
     await this.stop()
@@ -120,8 +122,11 @@ class RegistryProcess {
   }
 }
 
-/** A registry on a free loopback port with its own storage dir, no auth. */
-export async function startRegistry(): Promise<{process: RegistryProcess; root: string}> {
+/** A bcrypt hash (of a password no test uses): the registry then refuses every anonymous request. */
+const HTPASSWD = 'occ-test:$2b$05$abcdefghijklmnopqrstuutaz/SHXsrvqy/ChnunBIcMuq4PCR.gG\n'
+
+/** A registry on a free loopback port with its own storage dir; no auth unless `auth` (htpasswd). */
+export async function startRegistry(options: {auth?: boolean} = {}): Promise<{process: RegistryProcess; root: string}> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-registry-'))
   const port = await freePort()
   const address = `127.0.0.1:${port}`
@@ -141,9 +146,11 @@ export async function startRegistry(): Promise<{process: RegistryProcess; root: 
       '    enabled: true',
       'http:',
       `  addr: ${address}`,
+      ...(options.auth ? ['auth:', '  htpasswd:', '    realm: occ-test', `    path: ${path.join(root, 'htpasswd')}`] : []),
       '',
     ].join('\n'),
   )
+  if (options.auth) await fs.writeFile(path.join(root, 'htpasswd'), HTPASSWD)
   const registry = new RegistryProcess(address, configFile)
   await registry.start()
   return {process: registry, root}
@@ -297,4 +304,16 @@ async function createSharedRegistry(): Promise<TestRegistry> {
 export async function removeLocalImages(docker: Docker, repository: string): Promise<void> {
   const images = await docker.listImages({filters: {reference: [`${repository}`]}})
   for (const image of images) await docker.getImage(image.Id).remove({force: true}).catch(() => {})
+}
+
+/** A second registry that refuses anonymous access, for the "unauthorized" case; stop() removes it. */
+export async function startAuthRegistry(): Promise<{address: string; stop(): Promise<void>}> {
+  const {process: registry, root} = await startRegistry({auth: true})
+  return {
+    address: registry.address,
+    async stop() {
+      await registry.stop()
+      await fs.rm(root, {force: true, recursive: true})
+    },
+  }
 }

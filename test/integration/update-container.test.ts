@@ -6,7 +6,7 @@ import Docker from 'dockerode'
 import {execa, type Result} from 'execa'
 
 import {containerUpdateResultSchema} from '../../src/runtime/container-update-schema.js'
-import {buildFromContext, sharedRegistry, type TestRegistry} from '../helpers/registry.js'
+import {buildFromContext, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
 import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, json, OCC_BIN, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /**
@@ -213,7 +213,7 @@ describe('integration: occ update container (local registry)', function () {
     assert.equal(await labelOf(rollbackRef()), 'v2')
   })
 
-  it('registry stopped: update container and a start that must pull say the registry is unreachable, and nothing changes', async () => {
+  it('registry stopped, tag missing, credentials wanted: update container and a start that must pull say which (REGISTRY_UNREACHABLE, IMAGE_NOT_FOUND, REGISTRY_UNAUTHORIZED), and nothing changes', async () => {
     const before = await docker.getContainer(sandbox.containerName).inspect()
     await registry.stop()
     try {
@@ -240,13 +240,60 @@ describe('integration: occ update container (local registry)', function () {
     const notFound = await sandbox.occ(['start', '--recreate', '--json'])
     expectExit(notFound, 1)
     assert.equal(json<{error: {code: string}}>(notFound).error.code, 'IMAGE_NOT_FOUND')
+
+    // A registry that wants credentials occ does not have.
+    const locked = await startAuthRegistry()
+    try {
+      expectExit(await sandbox.occ(['config', 'set', 'image', `${locked.address}/occ-sandbox:latest`]), 0)
+      const denied = await sandbox.occ(['start', '--recreate', '--json'])
+      expectExit(denied, 1)
+      assert.equal(json<{error: {code: string}}>(denied).error.code, 'REGISTRY_UNAUTHORIZED', describeRun(denied))
+      const check = await update(['--json'])
+      expectExit(check, 1)
+      const error = json<{error: {code: string; message: string}}>(check).error
+      assert.equal(error.code, 'REGISTRY_UNAUTHORIZED')
+      assert.match(error.message, /refused access/)
+    } finally {
+      await locked.stop()
+    }
+
     expectExit(await sandbox.occ(['config', 'set', 'image', image]), 0)
     assert.equal((await expectSandbox('v1')).Id, before.Id)
   })
 
+  it('killed at each step of the swap: the next occ start puts back the old container, or finishes a new one that is ready', async () => {
+    // stopped / renamed / created: the old container comes back; started: the new one becomes ready, the swap is finished.
+    let running = 'v1'
+    for (const step of ['stopped', 'renamed', 'created', 'started'] as const) {
+      const target = running === 'v1' ? 'v2' : 'v1'
+      await registry.publish(target)
+      const before = await docker.getContainer(sandbox.containerName).inspect()
+      const killed = await update([], {env: {OCC_UPDATE_CONTAINER_CRASH_AT: step}})
+      assert.equal(killed.signal, 'SIGKILL', `${step}: ${describeRun(killed)}`)
+      const start = await sandbox.occ(['start', '--json'])
+      expectExit(start, 0)
+      const warnings = json<{warnings: string[]}>(start).warnings.join('\n')
+      if (step === 'stopped') assert.doesNotMatch(warnings, /interrupted update/, `${step}: nothing to repair, the old container is started`)
+      else assert.match(warnings, /interrupted update/, `${step}: ${describeRun(start)}`)
+      const expected = step === 'started' ? target : running
+      const info = await expectSandbox(expected)
+      if (step === 'started') assert.equal(await labelOf(rollbackRef()), running, 'the finished swap set the rollback tag')
+      else assert.equal(info.Id, before.Id, `${step}: the same old container`)
+      running = expected
+    }
+
+    // And an update after all that goes through.
+    const target = running === 'v1' ? 'v2' : 'v1'
+    await registry.publish(target)
+    expectExit(await update(), 0)
+    await expectSandbox(target)
+  })
+
   it('kill -9 between "new container created" and "new container ready": the next occ start repairs it', async () => {
-    await registry.publish('v2')
     const before = await docker.getContainer(sandbox.containerName).inspect()
+    const running = before.Config.Labels['org.opencode-cloud.version']
+    const target = running === 'v1' ? 'v2' : 'v1'
+    await registry.publish(target)
     const child = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
     const deadline = Date.now() + 120_000
     let killedAt = ''
@@ -271,10 +318,10 @@ describe('integration: occ update container (local registry)', function () {
     expectExit(start, 0)
     const warnings = json<{warnings: string[]}>(start).warnings.join('\n')
     assert.match(warnings, /interrupted update/, describeRun(start))
-    // Either way it is consistent: finished on v2 (v1 the rollback tag) or back on v1.
+    // Either way it is consistent: finished on the target (the old version the rollback tag) or back on the old container.
     const finished = /update is finished/.test(warnings)
-    const info = await expectSandbox(finished ? 'v2' : 'v1')
-    if (finished) assert.equal(await labelOf(rollbackRef()), 'v1')
+    const info = await expectSandbox(finished ? target : running)
+    if (finished) assert.equal(await labelOf(rollbackRef()), running)
     else assert.equal(info.Id, before.Id)
   })
 })
