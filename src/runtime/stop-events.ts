@@ -27,8 +27,12 @@ export type StopDecision =
   | {kind: 'ignore'}
   | {kind: 'wait'; ms: number; verdict: StopVerdict}
 
-/** After `die`, how long a `stop` may take to follow (then it was a crash). */
-export const DIE_GRACE_MS = 1500
+/**
+ * After `die`, how long a `stop` or a `start` may take to follow (then it was a crash). An update
+ * without a supervisor ends opencode itself and starts the container again: `die`, then `start`,
+ * with no `stop` between, and on a loaded machine the start may take seconds.
+ */
+export const DIE_GRACE_MS = 5000
 /** After `stop`, how long a `start` may take to follow (then it was a restart, not a stop). */
 export const RESTART_GRACE_MS = 3000
 
