@@ -6,7 +6,7 @@ import Docker from 'dockerode'
 import {execa, type Result} from 'execa'
 
 import {containerUpdateResultSchema} from '../../src/runtime/container-update-schema.js'
-import {buildFromContext, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
+import {buildFromContext, removeLocalImages, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
 import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, json, OCC_BIN, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /**
@@ -96,8 +96,10 @@ describe('integration: occ update container (local registry)', function () {
       for (const ref of [unrelated.imageRef, `occ-unrelated-dangling-${tag}:x`, unrelated.danglingImage]) await docker.getImage(ref).remove({force: true}).catch(() => {})
     }
 
-    for (const version of ['latest', `instance-${tag}-previous`]) await docker.getImage(`${registry?.repository}:${version}`).remove({force: true}).catch(() => {})
-    if (registry && !registry.running()) await registry.start()
+    if (registry) {
+      await removeLocalImages(docker, registry.repository)
+      if (!registry.running()) await registry.start()
+    }
   })
 
   it('the first start pulls the image from the registry, with a progress line per layer', async () => {
