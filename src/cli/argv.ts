@@ -138,3 +138,16 @@ export function rustSpellings(argv: string[]): string[] {
   if (!rest.includes('--rollback') || rest.some((arg) => !arg.startsWith('-'))) return argv
   return ['update', 'container', ...argv.slice(1)]
 }
+
+/**
+ * `occ help X --json` (also `occ --json help X`): oclif's help command has no --json and would
+ * fail on the flag in text. As `occ X --help --json` the same help is shown, and an X that is no
+ * command is a JSON error like `occ X --json`. Without --json, `occ help` is left as it is.
+ */
+export function helpUnderJson(argv: string[]): string[] {
+  if (argv[0] !== 'help') return argv
+  const end = argv.indexOf('--')
+  const head = end === -1 ? argv : argv.slice(0, end)
+  if (!head.includes('--json')) return argv
+  return [...head.slice(1).filter((arg) => arg !== '--json'), '--json', HELP_FLAGS[0], ...(end === -1 ? [] : argv.slice(end))]
+}

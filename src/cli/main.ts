@@ -1,7 +1,7 @@
 import {Config, Errors, flush, handle, run, settings} from '@oclif/core'
 
 import {UsageError} from '../errors.js'
-import {normalizeArgv, rustSpellings, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
+import {helpUnderJson, normalizeArgv, rustSpellings, topicProblem, type CommandTable, type TopicProblem} from './argv.js'
 import {listsPlugins, resolveOwnName} from './own-name.js'
 import {printJsonError, wantsJson} from './output.js'
 
@@ -16,7 +16,7 @@ export async function main(argv: string[], root: string): Promise<void> {
     await config.load()
     const table: CommandTable = {ids: commandIds(config), topics: config.topics.map((topic) => topic.name)}
     const normalized = normalizeArgv(argv, table)
-    normalized.argv = rustSpellings(normalized.argv)
+    normalized.argv = helpUnderJson(rustSpellings(normalized.argv))
     if (normalized.noColor) process.env.NO_COLOR = '1'
     const problem = topicProblem(normalized.argv, table)
     if (problem) {

@@ -168,6 +168,8 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
     // Help for it fails the same way.
     for (const args of [['help', 'stauts'], ['stauts', '--help']]) assert.match((await expectExit(args, 2)).stderr, /Did you mean: occ status/)
     await jsonError(['stauts', '-h', '--json'], 'COMMAND_NOT_FOUND')
+    await jsonError(['--json', 'help', 'stauts'], 'COMMAND_NOT_FOUND')
+    assert.match((await expectExit(['help', 'status', '--json'], 0)).stdout, /USAGE\s+\$ occ status/)
     // In a terminal, plugin-not-found asks, and runs the command on yes.
     const tty = await execa('script', ['-qec', `${path.join(prefix, 'bin', 'occ')} stauts`, '/dev/null'], {
       cwd: work,

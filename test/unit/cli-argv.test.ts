@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {idWords, normalizeArgv, topicProblem, type CommandTable} from '../../src/cli/argv.js'
+import {helpUnderJson, idWords, normalizeArgv, topicProblem, type CommandTable} from '../../src/cli/argv.js'
 import {closest, typoDistance} from '../../src/hooks/command-not-found.js'
 
 const TABLE: CommandTable = {
@@ -89,6 +89,21 @@ describe('argv before oclif: leading global flags, --no-color, topics', () => {
       assert.equal(idWords(['config', 'set', 'port', '1'], TABLE), 2)
       assert.equal(idWords(['config', 'port'], TABLE), 1)
       assert.equal(idWords(['nope'], TABLE), 0)
+    })
+  })
+
+  describe('help under --json', () => {
+    it('is the command with --help, so an unknown one is a JSON error (oclif\'s help command has no --json)', () => {
+      assert.deepEqual(helpUnderJson(norm(['--json', 'help', 'stauts'])), ['stauts', '--json', '--help'])
+      assert.deepEqual(helpUnderJson(['help', 'config', 'show', '--json']), ['config', 'show', '--json', '--help'])
+      assert.deepEqual(helpUnderJson(['help', '--json']), ['--json', '--help'])
+    })
+
+    it('leaves help without --json (and --json after --) alone', () => {
+      assert.deepEqual(helpUnderJson(['help', 'status']), ['help', 'status'])
+      assert.deepEqual(helpUnderJson(['help', '-n']), ['help', '-n'])
+      assert.deepEqual(helpUnderJson(['help', 'logs', '--', '--json']), ['help', 'logs', '--', '--json'])
+      assert.deepEqual(helpUnderJson(['status', '--json']), ['status', '--json'])
     })
   })
 
