@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {RuntimeCommand} from '../runtime/runtime-command.js'
-import {formatDuration, type StatusView} from '../runtime/status.js'
+import {describeImageUpdate, formatDuration, type StatusView} from '../runtime/status.js'
 import {IOTP_FROM_LOGS, iotpResetHints} from '../runtime/users/iotp.js'
 
 export default class Status extends RuntimeCommand<typeof Status> {
@@ -78,6 +78,8 @@ export default class Status extends RuntimeCommand<typeof Status> {
     line('Container:', `${view.container.name} (${view.container.id?.slice(0, 12) ?? '?'})`)
     line('Image:', view.container.image ?? 'unknown')
     line('Image ver:', view.image.version ?? 'unknown')
+    if (view.runtime === 'host') line('Image digest:', view.image.digest ?? 'none (not pulled from a registry)')
+    if (view.image.update) line('Image update:', describeImageUpdate(view.image.update))
     line('CLI:', `v${this.config.version}`)
     if (view.security) {
       const security = view.security

@@ -465,6 +465,7 @@ export function toContainerState(name: string, info: Docker.ContainerInspectInfo
     hostPort: port && Number.isFinite(port) ? port : undefined,
     id: info.Id,
     image: info.Config?.Image,
+    imageId: info.Image || undefined,
     labels: info.Config?.Labels ?? {},
     mounts: (info.Mounts ?? []).map((mount) => ({
       readOnly: !mount.RW,

@@ -12,6 +12,8 @@ export interface ContainerState {
   status: string
   id?: string
   image?: string
+  /** The ID of the image the container was created from. */
+  imageId?: string
   startedAt?: string
   finishedAt?: string
   exitCode?: number

@@ -26,6 +26,16 @@ export const listenerViewSchema = z.object({
   heartbeatAt: nullableString,
 })
 
+export const imageUpdateSchema = z.object({
+  check: z.enum(['always', 'once', 'never']).describe("the config's update_check"),
+  state: z
+    .enum(['up-to-date', 'available', 'unknown', 'disabled', 'pinned'])
+    .describe('available: the registry serves another image for the tag (occ update container); unknown: not checked yet, the check failed, or the image has no registry digest'),
+  remoteDigest: nullableString.describe('what the registry served for the tag at checkedAt'),
+  checkedAt: nullableString.describe('when the registry was asked (the answer is cached; status never waits for the registry)'),
+  detail: nullableString,
+})
+
 export const serviceViewSchema = z.object({
   manager: z.string().describe("systemd, launchd or 'none'"),
   name: z.string().optional(),
@@ -47,6 +57,7 @@ export const statusViewSchema = z.object({
     state: z.string().describe("Docker's State.Status, or 'missing'"),
     id: nullableString,
     image: nullableString,
+    imageId: nullableString.describe('the ID of the image the container was created from'),
     startedAt: nullableString,
     finishedAt: nullableString,
     uptimeSeconds: z.number().int().nullable(),
@@ -67,7 +78,11 @@ export const statusViewSchema = z.object({
       ),
   }),
   broker: z.object({health: brokerHealthSchema.nullable(), process: z.boolean().nullable(), socket: z.boolean().nullable()}),
-  image: z.object({version: nullableString}),
+  image: z.object({
+    version: nullableString,
+    digest: nullableString.describe("the running image's registry digest (sha256:…, its RepoDigest for the configured repository); null when it was not pulled from a registry"),
+    update: imageUpdateSchema.nullable().describe('whether the registry has a newer image for the configured tag (host runtime only)'),
+  }),
   port: z.object({host: z.number().int().nullable(), container: z.literal(3000), bindAddress: nullableString}),
   mounts: z.array(z.object({type: z.string(), source: z.string(), target: z.string(), readOnly: z.boolean()})),
   security: z

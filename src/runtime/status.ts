@@ -197,6 +197,29 @@ export function formatDuration(seconds: number): string {
   return `${s}s`
 }
 
+/** The "Image update:" line of occ status. */
+export function describeImageUpdate(update: NonNullable<StatusView['image']['update']>, nowMs = Date.now()): string {
+  const checked = update.checkedAt ? ` (checked ${formatDuration((nowMs - Date.parse(update.checkedAt)) / 1000)} ago)` : ''
+  switch (update.state) {
+    case 'available': {
+      return `a newer image is available${checked}: occ update container`
+    }
+
+    case 'up-to-date': {
+      return `up to date${checked}`
+    }
+
+    case 'disabled':
+    case 'pinned': {
+      return update.detail ?? update.state
+    }
+
+    case 'unknown': {
+      return `unknown: ${update.detail ?? 'not checked'}${checked}`
+    }
+  }
+}
+
 /** `occ status --json`: a stable, documented object (schemas/status.schema.json). */
 export type StatusView = z.infer<typeof statusViewSchema>
 
@@ -280,13 +303,14 @@ function emptyView(runtime: Runtime, state: ContainerState, now: () => number): 
       finishedAt: state.running ? null : (state.finishedAt ?? null),
       id: state.id ?? null,
       image: state.image ?? null,
+      imageId: state.imageId ?? null,
       name: state.name,
       running: state.running,
       startedAt: state.startedAt ?? null,
       state: state.status,
       uptimeSeconds: state.running && Number.isFinite(started) ? Math.max(0, Math.floor((now() - started) / 1000)) : null,
     },
-    image: {version: state.labels['org.opencode-cloud.version'] ?? null},
+    image: {digest: null, update: null, version: state.labels['org.opencode-cloud.version'] ?? null},
     instance: runtime.names.instance ?? null,
     iotp: iotpView(unavailableIotp(state.exists ? 'container not running' : 'no container'), false),
     listener: null,
