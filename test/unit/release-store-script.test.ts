@@ -113,6 +113,9 @@ class FakeOpencode {
 
   runtime(): Runtime {
     return {
+      // The supervisor restarts opencode in a container that keeps running.
+      containerState: async () => ({exists: true, labels: {}, mounts: [], name: 'dash', running: true, status: 'running'}),
+      holdLifecycle: () => () => {},
       probeHealth: async (): Promise<HealthProbe> => {
         if (!this.running) return {kind: 'refused'}
         return {body: {healthy: !this.running.healthFail, version: this.running.version}, kind: 'http', status: this.running.healthFail ? 503 : 200}
