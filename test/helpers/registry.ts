@@ -300,15 +300,6 @@ async function createSharedRegistry(): Promise<TestRegistry> {
   }
 }
 
-/** Removes every local image of the repository (any tag, and the untagged ones pulled from it). */
-export async function removeLocalImages(docker: Docker, repository: string): Promise<void> {
-  const ours = (entry: string): boolean => entry.startsWith(`${repository}:`) || entry.startsWith(`${repository}@`)
-  const images = await docker.listImages({all: true})
-  for (const image of images) {
-    if (![...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some(ours)) continue
-    await docker.getImage(image.Id).remove({force: true}).catch(() => {})
-  }
-}
 
 /** A second registry that refuses anonymous access, for the "unauthorized" case; stop() removes it. */
 export async function startAuthRegistry(): Promise<{address: string; stop(): Promise<void>}> {

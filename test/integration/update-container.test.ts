@@ -6,7 +6,7 @@ import Docker from 'dockerode'
 import {execa, type Result} from 'execa'
 
 import {containerUpdateResultSchema} from '../../src/runtime/container-update-schema.js'
-import {buildFromContext, removeLocalImages, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
+import {buildFromContext, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
 import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, json, OCC_BIN, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /**
@@ -23,6 +23,8 @@ describe('integration: occ update container (local registry)', function () {
   let registry: TestRegistry
   let sandbox: SandboxEnv
   let image: string
+  /** The registry tag this file moves between versions. */
+  let tag: string
   let projectDir: string
   const unrelated = {container: '', danglingImage: '', image: '', imageRef: ''}
 
@@ -67,37 +69,40 @@ describe('integration: occ update container (local registry)', function () {
   before(async function () {
     this.timeout(300_000)
     registry = await sharedRegistry()
-    await registry.publish('v1')
-    image = `${registry.repository}:latest`
     sandbox = await createSandboxEnv('updc')
+    // A tag of this file's own: other files use the shared registry too.
+    tag = `t-${sandbox.instance}`
+    await registry.publish('v1', tag)
+    image = registry.ref(tag)
     await useFixtureImage(sandbox, {container_env: '["OCC_TEST_ENV=kept"]', pids_limit: '2048'}, image)
     projectDir = path.join(sandbox.root, 'project')
     await fs.mkdir(projectDir)
     await fs.writeFile(path.join(projectDir, 'keep.txt'), 'bind-mounted file')
     await fs.chmod(projectDir, 0o777)
 
-    const tag = sandbox.instance
-    const stopped = await docker.createContainer({Cmd: ['true'], Entrypoint: [], Image: FIXTURE_IMAGE, name: `occ-unrelated-${tag}`})
+    const suffix = sandbox.instance
+    const stopped = await docker.createContainer({Cmd: ['true'], Entrypoint: [], Image: FIXTURE_IMAGE, name: `occ-unrelated-${suffix}`})
     unrelated.container = stopped.id
-    unrelated.imageRef = `occ-unrelated-${tag}:keep`
-    await docker.getImage(FIXTURE_IMAGE).tag({repo: `occ-unrelated-${tag}`, tag: 'keep'})
+    unrelated.imageRef = `occ-unrelated-${suffix}:keep`
+    await docker.getImage(FIXTURE_IMAGE).tag({repo: `occ-unrelated-${suffix}`, tag: 'keep'})
     unrelated.image = (await docker.getImage(unrelated.imageRef).inspect()).Id
     // A dangling image of another repository: built, then its tag moved to a second build.
-    await buildFromContext(docker, `occ-unrelated-dangling-${tag}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=one\n`})
-    unrelated.danglingImage = (await docker.getImage(`occ-unrelated-dangling-${tag}:x`).inspect()).Id
-    await buildFromContext(docker, `occ-unrelated-dangling-${tag}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=two\n`})
+    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=one\n`})
+    unrelated.danglingImage = (await docker.getImage(`occ-unrelated-dangling-${suffix}:x`).inspect()).Id
+    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=two\n`})
   })
 
   after(async () => {
     await sandbox?.cleanup()
-    const tag = sandbox?.instance
-    if (tag) {
-      await docker.getContainer(`occ-unrelated-${tag}`).remove({force: true}).catch(() => {})
-      for (const ref of [unrelated.imageRef, `occ-unrelated-dangling-${tag}:x`, unrelated.danglingImage]) await docker.getImage(ref).remove({force: true}).catch(() => {})
+    const suffix = sandbox?.instance
+    if (suffix) {
+      await docker.getContainer(`occ-unrelated-${suffix}`).remove({force: true}).catch(() => {})
+      for (const ref of [unrelated.imageRef, `occ-unrelated-dangling-${suffix}:x`, unrelated.danglingImage]) await docker.getImage(ref).remove({force: true}).catch(() => {})
     }
 
     if (registry) {
-      await removeLocalImages(docker, registry.repository)
+      // Untagged, not forced: an image another file's container uses stays.
+      for (const ref of [image, rollbackRef()]) if (ref) await docker.getImage(ref).remove().catch(() => {})
       if (!registry.running()) await registry.start()
     }
   })
@@ -130,7 +135,7 @@ describe('integration: occ update container (local registry)', function () {
   })
 
   it('v1 → v2 on a terminal: the pull shows in place (layers, bytes); the new version serves with the bind mounts, volumes, users, container_env and limits it had; v1 is the rollback tag', async () => {
-    await registry.publish('v2')
+    await registry.publish('v2', tag)
     const before = await docker.getContainer(sandbox.containerName).inspect()
     // script(1) gives occ a pseudo-terminal; its output is the terminal's.
     const quote = (text: string): string => `'${text.replaceAll("'", "'\\''")}'`
@@ -157,7 +162,7 @@ describe('integration: occ update container (local registry)', function () {
   })
 
   it('v2 → broken: rolled back to v2, serving, the error says so; meanwhile a second update container and an update opencode are refused, and occ start waits for it', async () => {
-    await registry.publish('broken')
+    await registry.publish('broken', tag)
     const lockFile = path.join(sandbox.env.XDG_DATA_HOME, 'opencode-cloud', 'locks', `${sandbox.containerName}.update.lock`)
     const running = update(['--json', '--health-timeout', '8'])
     const deadline = Date.now() + 60_000
@@ -268,7 +273,7 @@ describe('integration: occ update container (local registry)', function () {
     let running = 'v1'
     for (const step of ['stopped', 'renamed', 'created', 'started'] as const) {
       const target = running === 'v1' ? 'v2' : 'v1'
-      await registry.publish(target)
+      await registry.publish(target, tag)
       const before = await docker.getContainer(sandbox.containerName).inspect()
       const killed = await update([], {env: {OCC_UPDATE_CONTAINER_CRASH_AT: step}})
       assert.equal(killed.signal, 'SIGKILL', `${step}: ${describeRun(killed)}`)
@@ -286,7 +291,7 @@ describe('integration: occ update container (local registry)', function () {
 
     // And an update after all that goes through.
     const target = running === 'v1' ? 'v2' : 'v1'
-    await registry.publish(target)
+    await registry.publish(target, tag)
     expectExit(await update(), 0)
     await expectSandbox(target)
   })
@@ -295,7 +300,7 @@ describe('integration: occ update container (local registry)', function () {
     const before = await docker.getContainer(sandbox.containerName).inspect()
     const running = before.Config.Labels['org.opencode-cloud.version']
     const target = running === 'v1' ? 'v2' : 'v1'
-    await registry.publish(target)
+    await registry.publish(target, tag)
     const child = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
     const deadline = Date.now() + 120_000
     let killedAt = ''
