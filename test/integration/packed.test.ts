@@ -1,11 +1,13 @@
 /**
  * The product as users get it: `npm pack` every package of this repository, install the
- * tarballs into a temporary global prefix (`npm install -g --prefix`), and drive that installed
- * occ — from a directory outside the repository, with nothing of the repository on PATH — through
- * its main job against the fixture image: start, the service mode answering a request the web UI
- * writes inside the container, status showing the listener, stop. Also: the Node guard on an old
- * Node, and a third-party plugin installed from its package and linked from a checkout, neither
- * with an opencode-cloud of its own, using the installed occ's public API.
+ * tarballs into a temporary global prefix (`npm install -g --prefix`; the listener occ depends
+ * on comes from a local registry for its scope, so npm lays it out as from npmjs.com), and
+ * drive that installed occ — from a directory outside the repository, with nothing of the
+ * repository on PATH — through its main job against the fixture image: start, the service mode
+ * answering a request the web UI writes inside the container, status showing the listener, stop.
+ * Also: the Node guard on an old Node, and a third-party plugin installed from its package and
+ * linked from a checkout, neither with an opencode-cloud of its own, using the installed occ's
+ * public API.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs/promises'
@@ -17,6 +19,7 @@ import {execa, type Options, type ResultPromise} from 'execa'
 import {CONTAINER_COMMANDS_DIR, RESULT_FILE} from '../../src/index.js'
 import {createFixtureRepo} from '../fixtures/sandbox/repo-helpers.mjs'
 import {createSandboxEnv, describeRun, FIXTURE_IMAGE, REPO_ROOT, type SandboxEnv} from '../helpers/sandbox-env.js'
+import {serveScope} from '../helpers/scope-registry.js'
 import {linkThirdPartyPlugin, THIRD_PARTY_PLUGIN} from './listener-helpers/third-party-plugin.js'
 import {waitUntil} from './listener-helpers/world.js'
 
@@ -80,12 +83,46 @@ describe('the packed product: npm pack, npm install -g from the tarballs, the in
       }
     }
 
-    const install = await execa(
-      'npm',
-      ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', ...files.map((file) => path.join(tarballs, file))],
-      {cwd: work, env: {PATH: cleanPath}, extendEnv: true, reject: false},
-    )
+    // As from npmjs.com: the packages nothing here depends on are installed (from their
+    // tarballs); the ones occ depends on (the listener) npm fetches from a registry for their
+    // scope, and lays out as it will for users (nested under occ, not beside it).
+    const manifests = new Map<string, Record<string, unknown>>()
+    for (const entry of packed) manifests.set(entry.name, await packedManifest(path.join(tarballs, entry.filename)))
+    const dependedOn = new Set([...manifests.values()].flatMap((manifest) => Object.keys((manifest.dependencies ?? {}) as object)).filter((name) => manifests.has(name)))
+    assert.ok(dependedOn.size > 0, 'occ depends on a package of this repository (the listener)')
+    const scopes = new Set([...dependedOn].map((name) => name.split('/')[0]))
+    assert.ok([...scopes].every((scope) => scope.startsWith('@')), `served by scope: ${[...scopes].join(', ')}`)
+    const registry = await serveScope(packed.filter((entry) => dependedOn.has(entry.name)).map((entry) => path.join(tarballs, entry.filename)))
+    const topLevel = packed.filter((entry) => !dependedOn.has(entry.name))
+    let install
+    try {
+      install = await execa(
+        'npm',
+        [
+          'install',
+          '--global',
+          '--prefix',
+          prefix,
+          '--no-audit',
+          '--no-fund',
+          ...[...scopes].map((scope) => `--${scope}:registry=${registry.url}`),
+          ...topLevel.map((entry) => path.join(tarballs, entry.filename)),
+        ],
+        {cwd: work, env: {PATH: cleanPath}, extendEnv: true, reject: false},
+      )
+    } finally {
+      await registry.close()
+    }
+
     assert.equal(install.exitCode, 0, describeRun(install))
+    assert.deepEqual([...registry.asked].sort(), [...dependedOn].sort(), 'npm fetched the dependencies from the registry')
+    const occ = packed.find((entry) => entry.files.some((file) => file.path === 'bin/run.js'))
+    assert.ok(occ && topLevel.includes(occ), 'occ itself is installed from its tarball')
+    const occRoot = path.join(prefix, 'lib/node_modules', occ.name)
+    for (const name of dependedOn) {
+      const stat = await fs.lstat(path.join(occRoot, 'node_modules', name))
+      assert.ok(stat.isDirectory(), `${name} is installed under occ, as npm lays it out from the registry`)
+    }
 
     sandbox = await createSandboxEnv('packed')
     repoDir = path.join(sandbox.root, 'opencode.git')
