@@ -162,7 +162,7 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
       }
 
       progress(`Rolling back to ${previousTag}${target.Config?.Labels?.['org.opencode-cloud.version'] ? ` (version ${target.Config.Labels['org.opencode-cloud.version']})` : ''}`)
-      const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container --rollback', () => swapContainer(host, info, current, target.Id, options))
+      const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container --rollback', info.Id, () => swapContainer(host, info, current, target.Id, options))
       // Symmetric: the image we left is the rollback target now (a second --rollback goes back).
       if (current) await tagAs(host.docker, current.Id, previousTag)
       const pruned = await pruneDanglingOf(host.docker, repository)
@@ -200,7 +200,7 @@ export async function updateContainer(host: HostRuntime, options: ContainerUpdat
     }
 
     // Service mode follows the swap (recreate-notice.ts) rather than ending when the old container goes.
-    const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container', () => swapContainer(host, info, current, target.Id, options))
+    const swapped = await withRecreateNotice(host.paths, host.names, 'occ update container', info.Id, () => swapContainer(host, info, current, target.Id, options))
     if (current && current.Id !== target.Id) await tagAs(host.docker, current.Id, previousTag)
     const pruned = await pruneDanglingOf(host.docker, repository)
     const toFacts = facts(target, repository)

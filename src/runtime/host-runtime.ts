@@ -17,7 +17,7 @@ import {AsyncQueue} from './async-queue.js'
 import {DEFAULT_SANDBOX_USER, firstTarFile, parsePasswdUser, type SandboxUser} from './mount-ownership.js'
 import {probeHttpHealth} from './http-probe.js'
 import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv, STOP_OPENCODE_SCRIPT} from './restart.js'
-import {liveRecreateNotice} from './recreate-notice.js'
+import {recreateNoticeState} from './recreate-notice.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
 import {awaitSuccessor, type SuccessorOutcome} from './successor.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
@@ -352,7 +352,7 @@ export class HostRuntime implements HostRuntimeApi {
           if (!info || !hasLabels(info.Config?.Labels ?? {}, this.names.labels)) return undefined
           return {id: info.Id, running: info.State.Running && !info.State.Restarting}
         },
-        noticeLive: async () => Boolean(await liveRecreateNotice(this.paths, this.names)),
+        notice: () => recreateNoticeState(this.paths, this.names, departedId),
       },
       departedId,
       signal,

@@ -166,7 +166,7 @@ async function startOrRecreate(host: HostRuntime, options: StartOptions, notice:
       progress(`Checking the image ${config.image}`)
       imagePulled = (await ensureImage(host.docker, config.image, {onEvent: options.onPullEvent, onNote: progress})) === 'pulled'
       progress(`Recreating container ${names.container} (volumes are kept)${drift.length > 0 ? `: ${drift.join('; ')}` : ''}`)
-      notice.withdraw = await announceRecreate(host.paths, names, 'occ start --recreate')
+      notice.withdraw = await announceRecreate(host.paths, names, 'occ start --recreate', info.Id)
       await stopSandbox(host, {remove: true, timeoutSeconds: 30})
       info = undefined
       recreated = true

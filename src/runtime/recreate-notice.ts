@@ -30,6 +30,8 @@ const noticeSchema = z.strictObject({
   since: z.string().max(40),
   token: z.string().regex(/^[0-9a-f]{24}$/),
   why: z.string().max(200),
+  /** The ID of the container being replaced. */
+  replaces: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 })
 
 export type RecreateNotice = z.output<typeof noticeSchema>
@@ -84,10 +86,35 @@ export async function liveRecreateNotice(paths: OccPaths, names: ResourceNames, 
 }
 
 /**
+ * For the container `departedId` that just left: is it being replaced (a live note), was its
+ * replacement cut short (a note about exactly that container whose writer is gone: killed
+ * mid-recreate), or neither? A left-over note about another container counts for nothing.
+ */
+export async function recreateNoticeState(
+  paths: OccPaths,
+  names: ResourceNames,
+  departedId: string | undefined,
+  checks: NoticeChecks = realChecks(),
+  nowMs = Date.now(),
+): Promise<'interrupted' | 'live' | 'none'> {
+  const notice = await readRecreateNotice(recreateNoticeFile(paths, names))
+  if (!notice) return 'none'
+  if (noticeIsLive(notice, checks)) return 'live'
+  // Recent only: a note left by a recreate killed before it removed anything must not turn a
+  // deliberate removal of that container, much later, into a failure the service restarts from.
+  const ageMs = nowMs - Date.parse(notice.since)
+  const recent = ageMs >= 0 && ageMs < INTERRUPTED_NOTICE_MS
+  return departedId !== undefined && notice.replaces === departedId && recent ? 'interrupted' : 'none'
+}
+
+/** How long a dead writer's note still says "interrupted" about the container it replaced. */
+export const INTERRUPTED_NOTICE_MS = 10 * 60_000
+
+/**
  * Writes the note (atomically) and returns its withdrawal, which removes the file only while it
  * is still this note (another recreate may have written its own since). Withdrawing twice is a no-op.
  */
-export async function announceRecreate(paths: OccPaths, names: ResourceNames, why: string): Promise<() => Promise<void>> {
+export async function announceRecreate(paths: OccPaths, names: ResourceNames, why: string, replaces?: string): Promise<() => Promise<void>> {
   const file = recreateNoticeFile(paths, names)
   const notice: RecreateNotice = {
     bootId: hostBootId(),
@@ -96,6 +123,7 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
     since: new Date().toISOString(),
     token: randomBytes(12).toString('hex'),
     why: why.slice(0, 200),
+    ...(replaces && /^[0-9a-f]{64}$/.test(replaces) ? {replaces} : {}),
   }
   await writeFileAtomic(file, `${JSON.stringify(notice)}\n`)
   let withdrawn = false
@@ -109,8 +137,8 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
 }
 
 /** Runs `work` with the note written first and withdrawn after, whatever `work` does. */
-export async function withRecreateNotice<T>(paths: OccPaths, names: ResourceNames, why: string, work: () => Promise<T>): Promise<T> {
-  const withdraw = await announceRecreate(paths, names, why)
+export async function withRecreateNotice<T>(paths: OccPaths, names: ResourceNames, why: string, replaces: string, work: () => Promise<T>): Promise<T> {
+  const withdraw = await announceRecreate(paths, names, why, replaces)
   try {
     return await work()
   } finally {

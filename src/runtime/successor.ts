@@ -24,6 +24,8 @@ export interface SuccessorFacts {
   candidate?: Candidate
   /** A live recreate note: someone is replacing the container right now. */
   notice: boolean
+  /** A note about the departed container whose writer is gone: its replacement was cut short. */
+  interrupted?: boolean
   /** Whether a live note was seen at any point of this wait. */
   noticeSeen: boolean
   elapsedMs: number
@@ -41,6 +43,9 @@ export type SuccessorDecision =
 
 export function decideSuccessor(facts: SuccessorFacts): SuccessorDecision {
   const {candidate} = facts
+  // Killed mid-recreate: end non-zero, so the service manager starts occ again and that start
+  // repairs what the recreate left (a kept old container, an unverified new one).
+  if (facts.interrupted && !facts.notice) return {kind: 'give-up', why: 'the recreate was interrupted (its occ is gone)'}
   // Running, and whoever replaces it is done with it (a container update may still roll back).
   if (candidate?.running && !facts.notice) return {containerId: candidate.id, kind: 'attach'}
   if (facts.notice) {
@@ -60,7 +65,8 @@ export function decideSuccessor(facts: SuccessorFacts): SuccessorDecision {
 export interface SuccessorProbe {
   /** The container under our name, when its labels are this instance's. */
   candidate(): Promise<Candidate | undefined>
-  noticeLive(): Promise<boolean>
+  /** The recreate note, judged for the departed container (recreateNoticeState). */
+  notice(): Promise<'interrupted' | 'live' | 'none'>
   /** Monotonic ms. */
   now?: () => number
   pollMs?: number
@@ -76,7 +82,8 @@ export async function awaitSuccessor(probe: SuccessorProbe, departedId: string |
   let noticeSeen = false
   while (!signal.aborted) {
     // The note first: a recreate that withdraws it in between has its container running by then.
-    const notice = await probe.noticeLive()
+    const state = await probe.notice()
+    const notice = state === 'live'
     const candidate = await probe.candidate()
     const at = now()
     if (notice) {
@@ -84,7 +91,7 @@ export async function awaitSuccessor(probe: SuccessorProbe, departedId: string |
       noticeAt = at
     }
 
-    const decision = decideSuccessor({candidate, departedId, elapsedMs: at - started, notice, noticeSeen, sinceNoticeMs: at - noticeAt})
+    const decision = decideSuccessor({candidate, departedId, elapsedMs: at - started, interrupted: state === 'interrupted', notice, noticeSeen, sinceNoticeMs: at - noticeAt})
     if (decision.kind !== 'wait') return decision
     try {
       await delay(probe.pollMs ?? SUCCESSOR_POLL_MS, undefined, {signal})

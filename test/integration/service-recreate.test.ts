@@ -197,4 +197,22 @@ describe('service mode across occ update container v1 → v2 (local registry)', 
     assert.equal(fromV2.status, 'success', JSON.stringify(fromV2))
     assert.equal((await world.readListenerJson())?.pid, foreground.pid)
   })
+
+  it('update container killed mid-swap: service mode ends at once with exit 1, and the service manager\'s next start repairs the swap and listens again', async () => {
+    await registry.publish('v1', tag)
+    const started = Date.now()
+    const killed = await world.sandbox.occ(['update', 'container'], {env: {OCC_UPDATE_CONTAINER_CRASH_AT: 'renamed'}})
+    assert.equal(killed.signal, 'SIGKILL', `update container was not killed at the crash point: ${String(killed.stderr)}`)
+    assert.equal(await foreground.exited, 1, foreground.stderr())
+    assert.ok(Date.now() - started < 30_000, `service mode took ${Date.now() - started} ms to end`)
+    assert.match(foreground.stderr(), /the recreate was interrupted/)
+
+    foreground = await world.startForeground()
+    await foreground.waitForLine(/Listening for update requests/, 120_000)
+    const names = (await world.sandbox.docker.listContainers({all: true, filters: {label: [`opencode-cloud.instance=${world.sandbox.instance}`]}})).map((c) => c.Names[0])
+    assert.deepEqual(names, [`/${world.sandbox.containerName}`], 'the kept container was not put back')
+    await world.webUiWrite({command: 'update_opencode', request_id: 'after-crash'})
+    const result = await world.waitForResult((r) => r.request_id === 'after-crash', 60_000)
+    assert.equal(result.status, 'success', JSON.stringify(result))
+  })
 })

@@ -5,7 +5,16 @@ import path from 'node:path'
 
 import {resourceNames} from '../../src/config/instance.js'
 import {resolvePaths} from '../../src/config/paths.js'
-import {announceRecreate, liveRecreateNotice, noticeIsLive, readRecreateNotice, recreateNoticeFile, type RecreateNotice} from '../../src/runtime/recreate-notice.js'
+import {
+  announceRecreate,
+  INTERRUPTED_NOTICE_MS,
+  liveRecreateNotice,
+  noticeIsLive,
+  readRecreateNotice,
+  recreateNoticeFile,
+  recreateNoticeState,
+  type RecreateNotice,
+} from '../../src/runtime/recreate-notice.js'
 import {awaitSuccessor, decideSuccessor, NOTICE_WAIT_MAX_MS, SUCCESSOR_WAIT_MS, SwapGate, type Candidate, type SuccessorFacts} from '../../src/runtime/successor.js'
 import {hostBootId, processStartTime} from '../../src/runtime/update/lock-owner.js'
 
@@ -39,6 +48,11 @@ describe('decideSuccessor: is another container coming under our name?', () => {
     assert.match((late as {why: string}).why, /did not start within 120 s/)
   })
 
+  it('killed mid-recreate (a note about this container, its writer gone): give up (exit 1) so the restarted service repairs it, running successor or not', () => {
+    assert.equal(decideSuccessor({...base, interrupted: true}).kind, 'give-up')
+    assert.equal(decideSuccessor({...base, candidate: {id: 'new', running: true}, interrupted: true}).kind, 'give-up')
+  })
+
   it('a recreate that withdrew its note with nothing running under our name: give up (exit 1), not "stopped"', () => {
     assert.equal(decideSuccessor({...base, noticeSeen: true}).kind, 'give-up')
     assert.equal(decideSuccessor({...base, candidate: {id: 'old', running: false}, noticeSeen: true}).kind, 'give-up')
@@ -59,9 +73,9 @@ describe('awaitSuccessor', () => {
         async candidate() {
           return script[step].candidate
         },
-        async noticeLive() {
+        async notice() {
           step++
-          return script[step].notice
+          return script[step].notice ? 'live' : 'none'
         },
         pollMs: 1,
       },
@@ -80,10 +94,10 @@ describe('awaitSuccessor', () => {
         async candidate() {
           return {id: 'new', running: false}
         },
-        async noticeLive() {
+        async notice() {
           calls++
           now += 60_000
-          return calls <= 3 // live for three minutes, then withdrawn
+          return calls <= 3 ? 'live' : 'none' // live for three minutes, then withdrawn
         },
         now: () => now,
         pollMs: 1,
@@ -98,7 +112,7 @@ describe('awaitSuccessor', () => {
 
   it('ends with "aborted" when its signal aborts', async () => {
     const controller = new AbortController()
-    const waiting = awaitSuccessor({candidate: async () => undefined, noticeLive: async () => true, pollMs: 5}, 'old', controller.signal)
+    const waiting = awaitSuccessor({candidate: async () => undefined, notice: async () => 'live', pollMs: 5}, 'old', controller.signal)
     setTimeout(() => controller.abort(), 20)
     assert.deepEqual(await waiting, {kind: 'aborted'})
   })
@@ -162,6 +176,23 @@ describe('the recreate note', () => {
     assert.equal((await liveRecreateNotice(paths, names))?.why, 'second')
     await second()
     assert.equal(await readRecreateNotice(recreateNoticeFile(paths, names)), undefined)
+  })
+
+  it('a note whose writer is gone: "interrupted" for the container it replaces, nothing for any other', async () => {
+    const paths = pathsIn()
+    const file = recreateNoticeFile(paths, names)
+    await fs.mkdir(path.dirname(file), {recursive: true})
+    const old = 'd'.repeat(64)
+    const dead = {bootId: 'another-boot', pid: 1, pidStart: '1', replaces: old, since: new Date().toISOString(), token: 'e'.repeat(24), why: 'killed'}
+    await fs.writeFile(file, JSON.stringify(dead))
+    assert.equal(await recreateNoticeState(paths, names, old), 'interrupted')
+    assert.equal(await recreateNoticeState(paths, names, old, undefined, Date.now() + INTERRUPTED_NOTICE_MS), 'none', 'an old note still counts')
+    assert.equal(await recreateNoticeState(paths, names, 'f'.repeat(64)), 'none')
+    assert.equal(await recreateNoticeState(paths, names, undefined), 'none')
+    const withdraw = await announceRecreate(paths, names, 'live', old)
+    assert.equal(await recreateNoticeState(paths, names, old), 'live')
+    await withdraw()
+    assert.equal(await recreateNoticeState(paths, names, old), 'none')
   })
 
   it('counts for nothing when its writer is gone (dead pid, reused pid, another boot)', () => {
