@@ -101,6 +101,12 @@ export interface WriteOptions {
    * set it aside under a quarantine name; never descend into it. Off: the write fails (EISDIR).
    */
   clearDirectory?: boolean
+  /**
+   * When the temp file cannot be written because the disk is full (ENOSPC, EDQUOT), overwrite
+   * the existing file in place instead, if that needs no new space (see overwriteInPlace). For a
+   * status file that must stay current on a full disk (listener.json); never for an answer.
+   */
+  inPlaceWhenFull?: boolean
 }
 
 /**
@@ -110,8 +116,60 @@ export interface WriteOptions {
  * atomic writer in occ (config, service units, the commands dir).
  */
 export async function writeFileNoFollow(dir: DirRef | string, name: string, data: string, options: WriteOptions = {}): Promise<void> {
-  const {clearDirectory = false, fsync = true, mode = 0o644} = options
   const ref = toDirRef(dir)
+  try {
+    await writeAtomically(ref, name, data, options)
+  } catch (error) {
+    if (!options.inPlaceWhenFull || !isNoSpace(error)) throw error
+    if (!(await overwriteInPlace(ref, name, data))) throw error
+  }
+}
+
+function isNoSpace(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code
+  return code === 'ENOSPC' || code === 'EDQUOT'
+}
+
+const OVERWRITE_FLAGS = constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
+
+/**
+ * A full disk's fallback: writes `data` over the regular file at dir/name, in place, only when
+ * that takes no new space (it fits in the blocks the file already has), so the write cannot stop
+ * half way. Never through a link (O_NOFOLLOW), never into a FIFO or device (fstat: regular file),
+ * never into a file with other names (a hard link the sandbox made to something else). The text
+ * is padded with spaces to the old length rather than truncated after: a reader never sees new
+ * text followed by the old tail, and JSON ignores the trailing blanks. false: not possible.
+ */
+export async function overwriteInPlace(dir: DirRef | string, name: string, data: string, maxBytes = MAX_REQUEST_BYTES): Promise<boolean> {
+  const ref = toDirRef(dir)
+  const bytes = Buffer.from(data)
+  if (bytes.length > maxBytes) return false
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(await ref.entry(name), OVERWRITE_FLAGS)
+  } catch {
+    return false // missing, a link (ELOOP), a FIFO without reader (ENXIO), …
+  }
+
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile() || stat.nlink !== 1) return false
+    if (bytes.length > stat.blocks * 512) return false
+    const padded = stat.size > bytes.length && stat.size <= maxBytes ? Buffer.concat([bytes, Buffer.alloc(stat.size - bytes.length, 0x20)]) : bytes
+    const {bytesWritten} = await handle.write(padded, 0, padded.length, 0)
+    if (bytesWritten !== padded.length) return false
+    // Only a planted oversized file is cut (that frees space; it was never ours to pad to).
+    if (stat.size > padded.length) await handle.truncate(padded.length)
+    return true
+  } catch {
+    return false
+  } finally {
+    await handle.close()
+  }
+}
+
+async function writeAtomically(ref: DirRef, name: string, data: string, options: WriteOptions): Promise<void> {
+  const {clearDirectory = false, fsync = true, mode = 0o644} = options
   const tmpName = `.${name}.${randomBytes(8).toString('hex')}.tmp`
   const handle = await fs.open(await ref.entry(tmpName), CREATE_FLAGS, mode)
   try {

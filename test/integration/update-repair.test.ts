@@ -14,8 +14,9 @@ import fs from 'node:fs/promises'
 
 import {execa, type ResultPromise} from 'execa'
 
+import type {UpdateResult} from '../../src/index.js'
 import {describeRun, expectExit, freePort, json, out} from '../helpers/sandbox-env.js'
-import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
+import {CONTAINER_COMMANDS_DIR, createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
 
 interface StatusJson {
   opencode: {
@@ -23,6 +24,13 @@ interface StatusJson {
     health: {version?: string} | null
     unverifiedRelease: {release: string; previous: string | null; previousCommit: string | null} | null
   }
+}
+
+interface ListenerJson {
+  state?: string
+  step?: string
+  request_id?: string
+  pending_result?: {request_id?: string; reason: string; status: string; since: string; next_retry_at: string}
 }
 
 interface OutcomeJson {
@@ -75,6 +83,17 @@ describe('update: unverified releases repaired; a full disk loses no answer (rea
     } finally {
       delete world.sandbox.env.OCC_STORE_PAUSE_AT
     }
+  }
+
+  async function waitListener(check: (value: ListenerJson) => boolean, timeoutMs: number, listener?: Foreground): Promise<ListenerJson> {
+    let last: ListenerJson = {}
+    const read = async (): Promise<boolean> => check((last = ((await world.readListenerJson()) ?? {}) as ListenerJson))
+    await waitUntil(read, timeoutMs, () => `listener.json: ${JSON.stringify(last)}${listener ? `\n--- listener\n${listener.stderr()}` : ''}`)
+    return last
+  }
+
+  async function claims(): Promise<string[]> {
+    return (await fs.readdir(world.commandsDir)).filter((name) => name.startsWith('update-command.claimed.'))
   }
 
   async function waitIdle(): Promise<void> {
@@ -217,5 +236,36 @@ describe('update: unverified releases repaired; a full disk loses no answer (rea
     expectExit(text, 0)
     assert.match(out(text), /Repaired:\s+Rolled back the unverified release/, describeRun(text))
     assert.match(await health(), /"version":"1.9.0"/)
+  })
+
+  it('the sandbox fills its commands mount during a build: the update succeeds, the answer waits (claim kept, retried, listener.json says why) and is written once there is space; never "interrupted"', async () => {
+    const sha = await world.pushBranch('v20', {BUILD_SLEEP_SECONDS: '3\n', VERSION: '2.0.0\n'})
+    const listener = await startListener()
+    await waitIdle()
+    await world.webUiWrite({branch: 'v20', command: 'update_opencode', request_id: 'disk-full'})
+    // As the sandbox user, from inside: fill the 4 MiB mount (head stops at ENOSPC).
+    await world.containerSh('head -c 8388608 /dev/zero > "$1/filler" 2>/dev/null; true', [CONTAINER_COMMANDS_DIR])
+    const free = await sh('df -k "$1" | tail -n 1', [CONTAINER_COMMANDS_DIR])
+    assert.match(free, /\s0\s+100%/, `the mount is full: ${free}`)
+
+    // listener.json cannot be replaced by temp + rename on a full disk: it is overwritten in place.
+    const pending = await waitListener((value) => value.pending_result?.request_id === 'disk-full', 120_000, listener)
+    assert.match(pending.pending_result?.reason ?? '', /ENOSPC|no space/i)
+    assert.equal(pending.pending_result?.status, 'success')
+    assert.match(await health(), /"version":"2.0.0"/, 'the update itself succeeded')
+    assert.equal((await claims()).length, 1, 'the claim is kept while the answer waits')
+    assert.notEqual((await world.readResult())?.request_id, 'disk-full')
+
+    assert.match(listener.stderr(), /Could not write the answer \(request_id "disk-full"\) \(.*\); keeping it and retrying\./)
+
+    await world.containerSh('rm -f "$1/filler"', [CONTAINER_COMMANDS_DIR])
+    const result: UpdateResult = await world.waitForResult((value) => value.request_id === 'disk-full', 90_000)
+    assert.equal(result.status, 'success', result.message)
+    assert.equal(result.to_commit, sha)
+    assert.notEqual(result.error_code, 'interrupted')
+    await waitListener((value) => value.pending_result === undefined, 30_000, listener)
+    await waitUntil(async () => (await claims()).length === 0, 10_000, () => 'the claim was not removed after its answer')
+    listener.child.kill('SIGTERM')
+    assert.equal(await listener.exited, 0, listener.stderr())
   })
 })

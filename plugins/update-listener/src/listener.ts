@@ -842,7 +842,9 @@ export class UpdateListener {
         }
 
         const text = `${JSON.stringify(this.statusSnapshot(), null, 2)}\n`
-        await writeFileNoFollow(this.ref, LISTENER_FILE, text, {clearDirectory: true, fsync: false})
+        // On a full disk (the sandbox can fill its own mount) listener.json is overwritten in
+        // place, so it can still say why an answer is pending.
+        await writeFileNoFollow(this.ref, LISTENER_FILE, text, {clearDirectory: true, fsync: false, inPlaceWhenFull: true})
         this.statusWritten = true
       } catch (error) {
         if (isDirChangedError(error) && !this.disabledReason) this.fail(error)

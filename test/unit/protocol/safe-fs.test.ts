@@ -9,7 +9,7 @@ import fc from 'fast-check'
 
 import {MAX_REQUEST_BYTES} from '../../../src/protocol/command-files.js'
 import {isQuarantineName} from '../../../src/protocol/command-files.js'
-import {claimByRename, disposeEntry, readUntrustedFile, writeFileNoFollow} from '../../../src/protocol/safe-fs.js'
+import {claimByRename, disposeEntry, overwriteInPlace, readUntrustedFile, writeFileNoFollow} from '../../../src/protocol/safe-fs.js'
 
 describe('protocol/safe-fs', () => {
   let dir: string
@@ -130,6 +130,52 @@ describe('protocol/safe-fs', () => {
       assert.equal(aside.length, 1, 'the tree was renamed aside, not deleted')
       assert.equal(await fs.readFile(path.join(dir, aside[0], 'deep', 'theirs'), 'utf8'), 'sandbox data')
       assert.deepEqual((await fs.readdir(dir)).sort(), [aside[0], 'empty.json', 'r.json'].sort())
+    })
+  })
+
+  describe('overwriteInPlace (listener.json on a full disk)', () => {
+    it('writes over the same inode, padded with blanks to the old length so a reader never sees the old tail; JSON still parses', async () => {
+      const file = path.join(dir, 'listener.json')
+      await fs.writeFile(file, JSON.stringify({state: 'updating', step: 'build', padding: 'x'.repeat(200)}))
+      const before = await fs.stat(file)
+      assert.equal(await overwriteInPlace(dir, 'listener.json', '{"state":"idle"}\n'), true)
+      const after = await fs.stat(file)
+      assert.equal(after.ino, before.ino)
+      assert.equal(after.size, before.size)
+      assert.deepEqual(JSON.parse(await fs.readFile(file, 'utf8')), {state: 'idle'})
+      // Longer text than before, still within the blocks the file has: written whole.
+      const longer = JSON.stringify({state: 'idle', more: 'y'.repeat(300)})
+      assert.equal(await overwriteInPlace(dir, 'listener.json', longer), true)
+      assert.equal(await fs.readFile(file, 'utf8'), longer)
+    })
+
+    it('refuses what would need new space, a link, a hard-linked file, a FIFO, a directory and a missing file (nothing written anywhere)', async () => {
+      await fs.writeFile(path.join(dir, 'small'), 'x')
+      const blocks = (await fs.stat(path.join(dir, 'small'))).blocks * 512
+      assert.equal(await overwriteInPlace(dir, 'small', 'y'.repeat(blocks + 1)), false)
+      assert.equal(await fs.readFile(path.join(dir, 'small'), 'utf8'), 'x')
+
+      const victim = path.join(outside, 'victim')
+      await fs.writeFile(victim, 'precious'.repeat(100))
+      await fs.symlink(victim, path.join(dir, 'link'))
+      assert.equal(await overwriteInPlace(dir, 'link', '{}'), false)
+      await fs.link(victim, path.join(dir, 'hard'))
+      assert.equal(await overwriteInPlace(dir, 'hard', '{}'), false)
+      assert.equal(await fs.readFile(victim, 'utf8'), 'precious'.repeat(100))
+
+      execFileSync('mkfifo', [path.join(dir, 'fifo')])
+      assert.equal(await overwriteInPlace(dir, 'fifo', '{}'), false)
+      await fs.mkdir(path.join(dir, 'sub'))
+      assert.equal(await overwriteInPlace(dir, 'sub', '{}'), false)
+      assert.equal(await overwriteInPlace(dir, 'missing', '{}'), false)
+      await assert.rejects(fs.access(path.join(dir, 'missing')))
+    })
+
+    it('cuts a planted oversized file down to the text (that frees space) instead of padding to it', async () => {
+      const file = path.join(dir, 'listener.json')
+      await fs.writeFile(file, ' '.repeat(MAX_REQUEST_BYTES * 2))
+      assert.equal(await overwriteInPlace(dir, 'listener.json', '{"state":"idle"}'), true)
+      assert.equal(await fs.readFile(file, 'utf8'), '{"state":"idle"}')
     })
   })
 
