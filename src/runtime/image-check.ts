@@ -29,6 +29,8 @@ export const IMAGE_CHECK_TTL_MS = 60 * 60_000
 export const IMAGE_CHECK_ERROR_TTL_MS = 5 * 60_000
 /** A refresher started less than this long ago is not started again; older, it is taken for dead. */
 export const REFRESH_CLAIM_MS = 60_000
+/** How far a claim's mtime may be ahead of Date.now() and still count as fresh. */
+const CLAIM_CLOCK_SLACK_MS = 2000
 /** The refresher gives up (and records the failure) after this long. */
 export const REFRESH_TIMEOUT_MS = 30_000
 
@@ -173,7 +175,9 @@ async function claim(file: string, nowMs: number): Promise<boolean> {
 
     const stat = await fs.lstat(file).catch(() => undefined)
     const ageMs = stat ? nowMs - stat.mtimeMs : Number.POSITIVE_INFINITY
-    if (ageMs >= 0 && ageMs < REFRESH_CLAIM_MS) return false
+    // Slightly ahead is fresh: the mtime has sub-millisecond precision and the kernel's clock,
+    // nowMs neither. Far ahead (the clock went back) is taken over, or it would block for good.
+    if (ageMs > -CLAIM_CLOCK_SLACK_MS && ageMs < REFRESH_CLAIM_MS) return false
     await fs.rm(file, {force: true})
   }
 

@@ -124,4 +124,27 @@ describe('the image check cache and its refresh claim', () => {
     assert.equal(await startImageCheckRefresh(files, IMAGE, A, {launch}), true, 'a dead refresher\'s claim was not taken over')
     assert.equal(launched.length, 2)
   })
+
+  it('a claim whose mtime is a fraction of a millisecond (or a little) ahead of the clock is fresh: no second refresh', async () => {
+    // The claim's mtime has sub-millisecond precision, Date.now() does not: a second call in the
+    // same millisecond saw a negative age and took the claim over (the flake under load).
+    const files = {cache: path.join(root, 'c.json'), claim: path.join(root, 'c.refreshing')}
+    const launched: string[] = []
+    const launch = (argument: string): void => {
+      launched.push(argument)
+    }
+
+    await fs.writeFile(files.claim, '')
+    for (const aheadMs of [0.4, 900]) {
+      const at = (NOW + aheadMs) / 1000
+      await fs.utimes(files.claim, at, at)
+      assert.ok((await fs.stat(files.claim)).mtimeMs > NOW, 'the mtime was not set ahead')
+      assert.equal(await startImageCheckRefresh(files, IMAGE, A, {launch, nowMs: NOW}), false, `a claim ${aheadMs} ms ahead was taken over`)
+    }
+
+    const future = (NOW + REFRESH_CLAIM_MS * 10) / 1000
+    await fs.utimes(files.claim, future, future)
+    assert.equal(await startImageCheckRefresh(files, IMAGE, A, {launch, nowMs: NOW}), true, 'a claim far in the future (the clock went back) was not taken over')
+    assert.equal(launched.length, 1)
+  })
 })
