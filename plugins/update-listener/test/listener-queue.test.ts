@@ -61,6 +61,25 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     assert.deepEqual(results.map((result) => result.request_id), ['over', 'running', 'q1', 'q2'])
   })
 
+  it('by default (as the READMEs say) 8 requests wait behind a running update; the next is busy', async () => {
+    const {update} = fakeUpdate({steps: [['build', 30_000]]})
+    world.start({updateOpencode: update})
+    await world.request({command: 'update_opencode', request_id: 'running'})
+    const queued = Array.from({length: 8}, (_, index) => `q${index + 1}`)
+    for (const id of [...queued, 'over']) {
+      await requestGone(world)
+      await world.request({command: 'update_opencode', request_id: id})
+    }
+
+    await waitFor(() => world.results.some((result) => result.request_id === 'over'))
+    const busy = world.results.find((result) => result.request_id === 'over')!
+    assert.equal(busy.error_code, 'busy')
+    assert.match(busy.message, /^busy: 9 requests waiting/)
+    assert.deepEqual(world.results.map((result) => result.request_id), ['over'])
+    const status = await listenerJson(world)
+    assert.deepEqual(status.queue?.map((item) => item.request_id), queued)
+  })
+
   it('an answer that cannot be written (ENOSPC) stays pending, listener.json says why, and it is written once it can be', async () => {
     let failures = 3
     const writeFile: typeof writeFileNoFollow = async (dir, name, data, options) => {
