@@ -381,7 +381,7 @@ export interface StopResult {
 
 /** Graceful stop; a stopped or missing container is success. --remove also removes it (volumes kept). */
 export async function stopSandbox(host: HostRuntime, options: {timeoutSeconds: number; remove: boolean}): Promise<StopResult> {
-  const started = Date.now()
+  const started = performance.now()
   const info = await host.inspect()
   const result: StopResult = {container: host.names.container, durationMs: 0, existed: Boolean(info), removed: false, wasRunning: Boolean(info?.State.Running)}
   if (info?.State.Running) {
@@ -402,7 +402,7 @@ export async function stopSandbox(host: HostRuntime, options: {timeoutSeconds: n
     }
   }
 
-  result.durationMs = Date.now() - started
+  result.durationMs = Math.round(performance.now() - started)
   return result
 }
 
@@ -422,13 +422,13 @@ export interface RestartResult {
  * (not the config's, which may have changed since it was created).
  */
 export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds: number; onProgress?: (message: string) => void}): Promise<RestartResult> {
-  const started = Date.now()
+  const started = performance.now()
   const info = await host.inspect()
   if (!info) {
     const result = await startSandbox(host, {onProgress: options.onProgress})
     return {
       container: result.container,
-      durationMs: Date.now() - started,
+      durationMs: Math.round(performance.now() - started),
       port: result.port,
       readiness: result.readiness,
       url: result.url,
@@ -451,7 +451,7 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
   return {
     ...(repair.kind === 'none' ? {} : {repair}),
     container: host.names.container,
-    durationMs: Date.now() - started,
+    durationMs: Math.round(performance.now() - started),
     port: state.hostPort ?? host.config.opencode_web_port,
     readiness,
     url: (await host.opencodeUrl()) ?? null,

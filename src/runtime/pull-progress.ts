@@ -1,3 +1,5 @@
+import {performance} from 'node:perf_hooks'
+
 import type {PullEvent} from '../docker/image.js'
 
 /** Where a pull stands: layers seen and done, bytes downloaded of the sizes known so far. */
@@ -114,8 +116,9 @@ export interface PullView {
  */
 export function createPullView(options: PullViewOptions): PullView {
   const tracker = new PullTracker()
-  const now = options.now ?? Date.now
-  let lastDraw = 0
+  // The redraw rate is an interval: the monotonic clock.
+  const now = options.now ?? (() => performance.now())
+  let lastDraw = Number.NEGATIVE_INFINITY
   let drawn = false
   let cachedCount = 0
   return {

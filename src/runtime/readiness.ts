@@ -1,3 +1,4 @@
+import {performance} from 'node:perf_hooks'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import {OccError, SandboxStoppedError, TimeoutError} from '../errors.js'
@@ -14,6 +15,8 @@ export interface ReadinessOptions {
   onProgress?: (message: string) => void
   /** Last log lines, to show when readiness fails. */
   recentLogs?: () => Promise<string[]>
+  /** The monotonic clock in ms for the deadlines (default performance.now): a wall clock jump must not end or stretch the wait. */
+  now?: () => number
 }
 
 export interface Readiness {
@@ -24,7 +27,8 @@ export interface Readiness {
 
 /** Ready = opencode answers /global/health as healthy AND the broker is healthy (process + socket). */
 export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions = {}): Promise<Readiness> {
-  const started = Date.now()
+  const now = options.now ?? (() => performance.now())
+  const started = now()
   const interval = options.intervalMs ?? 100
   const healthDeadline = started + (options.healthTimeoutMs ?? 60_000)
   let opencode: OpencodeHealth
@@ -33,10 +37,10 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   // at most once a second, so occ returns as soon as opencode answers.
   let brokerSeen: BrokerHealth | undefined
   let brokerCheck: Promise<void> | undefined
-  let lastBrokerCheck = 0
+  let lastBrokerCheck = Number.NEGATIVE_INFINITY
   const checkBroker = (): void => {
-    if (brokerSeen?.state === 'healthy' || brokerCheck || Date.now() - lastBrokerCheck < 1000) return
-    lastBrokerCheck = Date.now()
+    if (brokerSeen?.state === 'healthy' || brokerCheck || now() - lastBrokerCheck < 1000) return
+    lastBrokerCheck = now()
     brokerCheck = runtime
       .exec(['sh', '-c', SANDBOX_FACTS_SCRIPT], {timeoutMs: 5000, user: 'root'})
       .then((result) => {
@@ -58,7 +62,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
     checkBroker()
     if (opencode.label !== lastLabel) options.onProgress?.(`opencode: ${opencode.label}`)
     lastLabel = opencode.label
-    if (Date.now() > healthDeadline) {
+    if (now() > healthDeadline) {
       throw await readinessError(
         `opencode did not become healthy within ${Math.round((options.healthTimeoutMs ?? 60_000) / 1000)} s (last: ${opencode.label}).`,
         options,
@@ -69,8 +73,8 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
   }
 
   await brokerCheck
-  if (brokerSeen?.state === 'healthy') return {broker: brokerSeen, elapsedMs: Date.now() - started, opencode}
-  const brokerDeadline = Date.now() + (options.brokerTimeoutMs ?? 30_000)
+  if (brokerSeen?.state === 'healthy') return {broker: brokerSeen, elapsedMs: Math.round(now() - started), opencode}
+  const brokerDeadline = now() + (options.brokerTimeoutMs ?? 30_000)
   let broker: BrokerHealth
   while (true) {
     options.signal?.throwIfAborted()
@@ -83,7 +87,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
     const facts = result ? parseSandboxFacts(result.stdout) : {}
     broker = mapBrokerHealth(facts.brokerProcess, facts.brokerSocket)
     if (broker.state === 'healthy') break
-    if (Date.now() > brokerDeadline) {
+    if (now() > brokerDeadline) {
       throw await readinessError(`The broker did not become ready within ${Math.round((options.brokerTimeoutMs ?? 30_000) / 1000)} s (last: ${broker.label}).`, options, [
         'Check its logs with: occ logs --broker',
       ])
@@ -92,7 +96,7 @@ export async function waitUntilReady(runtime: Runtime, options: ReadinessOptions
     await delay(interval, undefined, {signal: options.signal})
   }
 
-  return {broker, elapsedMs: Date.now() - started, opencode}
+  return {broker, elapsedMs: Math.round(now() - started), opencode}
 }
 
 /** The container is gone or exited: say so at once, with its exit code and last log lines. */

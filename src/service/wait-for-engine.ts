@@ -5,6 +5,7 @@
  * It reaches the engine exactly as occ does (src/docker/connection.ts).
  */
 import {realpathSync} from 'node:fs'
+import {performance} from 'node:perf_hooks'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
@@ -22,7 +23,8 @@ export interface WaitForEngineOptions {
 export async function waitForEngine(options: WaitForEngineOptions): Promise<boolean> {
   const docker = options.ping ? undefined : createDockerClient()
   const ping = options.ping ?? (() => pingEngine(docker!, 5000))
-  const now = options.now ?? Date.now
+  // The deadline is an interval: the monotonic clock (at boot the wall clock may still be set by NTP).
+  const now = options.now ?? (() => performance.now())
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`))
   const deadline = now() + options.timeoutSec * 1000
   let lastError: string

@@ -167,6 +167,53 @@ describe('waitUntilReady', () => {
     assert.match(error.message, /stopped/)
   })
 
+  describe('deadlines on the monotonic clock', () => {
+    const realNow = Date.now
+    afterEach(() => {
+      Date.now = realNow
+    })
+
+    /** Date.now leaps by `jumpMs` as soon as the wait has begun (after its first health probe). */
+    function leapingRuntime(jumpMs: number) {
+      const {calls, runtime} = fakeRuntime({probes: [{kind: 'refused'}]})
+      const probe = runtime.probeHealth.bind(runtime)
+      runtime.probeHealth = async (...args) => {
+        Date.now = () => realNow() + jumpMs
+        return probe(...args)
+      }
+
+      return {calls, runtime}
+    }
+
+    for (const [name, jumpMs] of [['an hour ahead', 3_600_000], ['an hour back', -3_600_000]] as const) {
+      it(`the wall clock leaping ${name} neither ends nor stretches the health wait`, async () => {
+        const {runtime} = leapingRuntime(jumpMs)
+        const started = performance.now()
+        // Aborted at the end, so a wait that never times out (the bug) does not outlive the test.
+        const controller = new AbortController()
+        const wait = rejection(waitUntilReady(runtime, {...fast, healthTimeoutMs: 400, signal: controller.signal}))
+        const outcome = await Promise.race([wait, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5000))])
+        controller.abort()
+        assert.notEqual(outcome, 'hung', 'the wait did not end at its deadline')
+        const took = performance.now() - started
+        assert.ok(outcome instanceof TimeoutError, String(outcome))
+        assert.ok(took >= 350 && took < 3000, `timed out after ${Math.round(took)} ms, not ~400 ms`)
+      })
+    }
+
+    it('elapsedMs is monotonic too (the wall clock leaping back during the wait)', async () => {
+      const {runtime: healthy} = fakeRuntime({})
+      const probe = healthy.probeHealth.bind(healthy)
+      healthy.probeHealth = async (...args) => {
+        Date.now = () => realNow() - 3_600_000
+        return probe(...args)
+      }
+
+      const ready = await waitUntilReady(healthy, fast)
+      assert.ok(ready.elapsedMs >= 0 && ready.elapsedMs < 1000, `elapsedMs ${ready.elapsedMs}`)
+    })
+  })
+
   it('stops waiting when its signal aborts', async () => {
     const {runtime} = fakeRuntime({probes: [{kind: 'refused'}]})
     const controller = new AbortController()
