@@ -163,6 +163,24 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     assert.ok(Math.abs(Date.parse(status.next_command_at!) - (Date.now() + offset)) < 2000, 'next_command_at is not an hour off')
   })
 
+  it('with the default clocks (as occ starts it), Date.now jumping back an hour does not delay the next request', async () => {
+    const realNow = Date.now
+    let offset = 0
+    Date.now = () => realNow() + offset
+    try {
+      const {calls, update} = fakeUpdate()
+      world.start({rateLimitMs: 300, updateOpencode: update})
+      await world.request({command: 'update_opencode', request_id: 'one'})
+      await world.waitForResults(1)
+      offset = -3_600_000
+      await world.request({command: 'update_opencode', request_id: 'two'})
+      await world.waitForResults(2, 3000)
+      assert.equal(calls.length, 2)
+    } finally {
+      Date.now = realNow
+    }
+  })
+
   it('repairs an unverified release first, shows step repair meanwhile, then answers requests; reports opencode health', async () => {
     let finish!: () => void
     const repaired = new Promise<void>((resolve) => {
