@@ -196,7 +196,13 @@ export class FakeSandbox implements Runtime {
     if (this.current) state.currentRelease = this.current
     const version = this.activeVersion()
     if (version) state.version = version
-    if (this.journal) state.journal = {...this.journal}
+    if (this.journal) {
+      state.journal = {...this.journal}
+      // As ScriptReleaseStore.inspect: under a journal the installed commit is the one it recorded.
+      if (this.journal.previousCommit) state.recordedCommit = this.journal.previousCommit
+      else delete state.recordedCommit
+    }
+
     if (this.lock) state.lock = {...this.lock}
     return state
   }
