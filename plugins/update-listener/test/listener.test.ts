@@ -545,18 +545,25 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       const gate = new Promise<void>((resolve) => {
         release = resolve
       })
+      // The swap takes two steps (rename, then symlink). Nothing may look at the path between
+      // them, or the listener sees it gone instead of replaced: no watch, no poll (the request is
+      // there before the listener starts, so its first scan finds it), a slow heartbeat.
+      await target.request({command: 'update_opencode', request_id: 'swapped'})
       const running = target.start({
+        heartbeatMs: 10_000,
+        pollMs: 60_000,
         updateOpencode: async (request, progress) => {
           await gate
           return fakeUpdate().update(request, progress)
         },
+        watch: false,
       })
       let failure: unknown
       const done = running.done.catch((error: unknown) => {
         failure = error
       })
-      await target.request({command: 'update_opencode', request_id: 'swapped'})
-      await waitFor(() => target.events.some((event) => event.type === 'claimed'))
+      // Swap once the update runs and listener.json says so (its write at the start is done).
+      await waitFor(async () => (await fs.readFile(path.join(target.dir, LISTENER_FILE), 'utf8').catch(() => '')).includes('"swapped"'))
       const moved = await swap(target)
       release()
       await waitFor(() => failure !== undefined, 5000, () => target.logs.join('\n'))
