@@ -4,7 +4,7 @@ import {restartSandbox, resumeInstalledService, type RestartResult} from '../run
 import {RuntimeCommand} from '../runtime/runtime-command.js'
 
 export default class Restart extends RuntimeCommand<typeof Restart> {
-  static override description = 'Restart the sandbox container and wait until opencode and the broker are ready again.'
+  static override description = 'Restart the sandbox container and wait until opencode and the broker are ready again. While another occ replaces the container (occ update container, occ start --recreate), waits for it first; what an interrupted update left is set right as occ start does.'
 
   static override flags = {
     timeout: Flags.integer({char: 't', default: 30, description: 'Seconds to wait for a graceful stop before killing.', min: 0}),

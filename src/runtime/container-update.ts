@@ -28,7 +28,7 @@ import {ContainerMissingError, OccError, errorMessage} from '../errors.js'
 import type {HostRuntime} from './host-runtime.js'
 import {recentLogLines, restoreUsers} from './lifecycle.js'
 import {waitUntilReady, type Readiness} from './readiness.js'
-import {withRecreateNotice} from './recreate-notice.js'
+import {liveRecreateNotice, withRecreateNotice} from './recreate-notice.js'
 import {acquireHostUpdateLock} from './update-lock.js'
 import {UpdateBusyError} from './update/errors.js'
 
@@ -407,5 +407,28 @@ export async function repairSwapAtStart(
     return await repairInterruptedSwap(host, {onProgress: progress})
   } finally {
     await lock.release()
+  }
+}
+
+/**
+ * For occ restart and occ stop: while another occ swaps the container (update container, or
+ * start --recreate: its recreate note is live), waits for it instead of restarting or stopping
+ * the container under it (the swap would take that for a failed start and roll back, or undo a
+ * stop). Gives up after waitMs with UPDATE_BUSY.
+ */
+export async function waitForSwap(host: HostRuntime, progress: (message: string) => void, options: {waitMs?: number; pollMs?: number} = {}): Promise<void> {
+  const deadline = performance.now() + (options.waitMs ?? 300_000)
+  let said = false
+  for (;;) {
+    const notice = await liveRecreateNotice(host.paths, host.names)
+    if (!notice) return
+    const what = `${notice.why} (pid ${notice.pid}, since ${notice.since}) is replacing the sandbox container.`
+    if (performance.now() > deadline) {
+      throw new OccError('UPDATE_BUSY', `${what} It did not finish in time.`, {actions: ['Wait for it, then try again: occ status']})
+    }
+
+    if (!said) progress(`${what} Waiting for it to finish.`)
+    said = true
+    await delay(options.pollMs ?? 250)
   }
 }

@@ -167,7 +167,7 @@ async function startOrRecreate(host: HostRuntime, options: StartOptions, notice:
       imagePulled = (await ensureImage(host.docker, config.image, {onEvent: options.onPullEvent, onNote: progress})) === 'pulled'
       progress(`Recreating container ${names.container} (volumes are kept)${drift.length > 0 ? `: ${drift.join('; ')}` : ''}`)
       notice.withdraw = await announceRecreate(host.paths, names, 'occ start --recreate', info.Id)
-      await stopSandbox(host, {remove: true, timeoutSeconds: 30})
+      await stopSandbox(host, {remove: true, timeoutSeconds: 30, waitForSwap: false})
       info = undefined
       recreated = true
     } else if (drift.length > 0) {
@@ -376,14 +376,37 @@ export interface StopResult {
   existed: boolean
   wasRunning: boolean
   removed: boolean
+  /** The old container an interrupted update had kept aside (<name>_previous), removed with --remove. */
+  removedKept?: string
   durationMs: number
 }
 
 /** Graceful stop; a stopped or missing container is success. --remove also removes it (volumes kept). */
-export async function stopSandbox(host: HostRuntime, options: {timeoutSeconds: number; remove: boolean}): Promise<StopResult> {
+export async function stopSandbox(
+  host: HostRuntime,
+  options: {timeoutSeconds: number; remove: boolean; onProgress?: (message: string) => void; waitForSwap?: boolean},
+): Promise<StopResult> {
   const started = performance.now()
+  // Not under a swap another occ is doing (it would start its old container again); the
+  // recreate inside occ start passes waitForSwap: false (its own note is written).
+  if (options.waitForSwap !== false) {
+    const {waitForSwap} = await import('./container-update.js')
+    await waitForSwap(host, options.onProgress ?? (() => {}))
+  }
+
   const info = await host.inspect()
   const result: StopResult = {container: host.names.container, durationMs: 0, existed: Boolean(info), removed: false, wasRunning: Boolean(info?.State.Running)}
+  if (options.remove) {
+    // The old container an interrupted update kept aside goes too: a later start would put it back.
+    const kept = host.docker.getContainer(host.names.keptContainer)
+    try {
+      await kept.remove({force: true, v: false})
+      result.removedKept = host.names.keptContainer
+    } catch (error) {
+      if (!isNotFound(error)) throw error
+    }
+  }
+
   if (info?.State.Running) {
     try {
       await host.container().stop({t: options.timeoutSeconds})
@@ -423,6 +446,12 @@ export interface RestartResult {
  */
 export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds: number; onProgress?: (message: string) => void}): Promise<RestartResult> {
   const started = performance.now()
+  // A swap in progress (update container, start --recreate) first: then what an interrupted one left.
+  const {repairSwapAtStart, waitForSwap} = await import('./container-update.js')
+  await waitForSwap(host, options.onProgress ?? (() => {}))
+  const swap = await repairSwapAtStart(host, options.onProgress ?? (() => {}))
+  if (swap.kind === 'busy') throw new OccError('UPDATE_BUSY', swap.message)
+  if (swap.kind !== 'none') options.onProgress?.(swap.message)
   const info = await host.inspect()
   if (!info) {
     const result = await startSandbox(host, {onProgress: options.onProgress})

@@ -312,3 +312,21 @@ export async function startAuthRegistry(): Promise<{address: string; stop(): Pro
     },
   }
 }
+
+/**
+ * Removes every local name (tags and digest references) of the image `repository@digest`, not
+ * forced: a test that must pull it starts from an engine without it, whatever earlier files in
+ * the same process left. Fails when the image is still there (a container uses it).
+ */
+export async function untagLocalCopies(docker: Docker, repository: string, digest: string): Promise<void> {
+  const reference = `${repository}@${digest}`
+  const holders = (await docker.listImages()).filter((entry) => (entry.RepoDigests ?? []).includes(reference))
+  for (const holder of holders) {
+    for (const name of [...(holder.RepoTags ?? []), ...(holder.RepoDigests ?? [])]) {
+      if (name !== '<none>:<none>' && name !== '<none>@<none>') await docker.getImage(name).remove().catch(() => {})
+    }
+  }
+
+  const left = (await docker.listImages()).filter((entry) => (entry.RepoDigests ?? []).includes(reference))
+  if (left.length > 0) throw new Error(`${reference} is still present locally (${left.map((entry) => entry.Id).join(', ')}): a container still uses it`)
+}

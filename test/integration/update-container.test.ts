@@ -6,7 +6,7 @@ import Docker from 'dockerode'
 import {execa, type Result} from 'execa'
 
 import {containerUpdateResultSchema} from '../../src/runtime/container-update-schema.js'
-import {buildFromContext, sharedRegistry, startAuthRegistry, type TestRegistry} from '../helpers/registry.js'
+import {buildFromContext, sharedRegistry, startAuthRegistry, untagLocalCopies, type TestRegistry} from '../helpers/registry.js'
 import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, json, OCC_BIN, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
 
 /**
@@ -59,8 +59,8 @@ describe('integration: occ update container (local registry)', function () {
     assert.equal(info.HostConfig.PidsLimit, 2048, 'the pids limit')
     // Nothing else on the host was touched.
     assert.equal((await docker.getContainer(unrelated.container).inspect()).State.Status, 'created')
-    await docker.getImage(unrelated.image).inspect()
-    await docker.getImage(unrelated.danglingImage).inspect()
+    await docker.getImage(unrelated.image).inspect().catch((error: unknown) => assert.fail(`the unrelated image ${unrelated.image}: ${String(error)}`))
+    await docker.getImage(unrelated.danglingImage).inspect().catch((error: unknown) => assert.fail(`the unrelated dangling image ${unrelated.danglingImage}: ${String(error)}`))
     return info
   }
 
@@ -74,6 +74,8 @@ describe('integration: occ update container (local registry)', function () {
     tag = `t-${sandbox.instance}`
     await registry.publish('v1', tag)
     image = registry.ref(tag)
+    // The first start must really pull: whatever an earlier file in this process left of v1 goes.
+    await untagLocalCopies(docker, registry.repository, registry.digests.v1)
     await useFixtureImage(sandbox, {container_env: '["OCC_TEST_ENV=kept"]', pids_limit: '2048'}, image)
     projectDir = path.join(sandbox.root, 'project')
     await fs.mkdir(projectDir)
@@ -86,10 +88,13 @@ describe('integration: occ update container (local registry)', function () {
     unrelated.imageRef = `occ-unrelated-${suffix}:keep`
     await docker.getImage(FIXTURE_IMAGE).tag({repo: `occ-unrelated-${suffix}`, tag: 'keep'})
     unrelated.image = (await docker.getImage(unrelated.imageRef).inspect()).Id
-    // A dangling image of another repository: built, then its tag moved to a second build.
-    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=one\n`})
+    // A dangling image of another repository: built, then its tag moved to a second build. Its
+    // label names this run: the same Dockerfile in another run (another test process on the
+    // host) would give the same image ID from the build cache, and that run's cleanup would
+    // remove this one's image (the 404 "no such image" of the full-suite runs).
+    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=one-${suffix}\n`})
     unrelated.danglingImage = (await docker.getImage(`occ-unrelated-dangling-${suffix}:x`).inspect()).Id
-    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=two\n`})
+    await buildFromContext(docker, `occ-unrelated-dangling-${suffix}:x`, {Dockerfile: `FROM ${FIXTURE_IMAGE}\nLABEL occ.test=two-${suffix}\n`})
   })
 
   after(async () => {
@@ -330,5 +335,75 @@ describe('integration: occ update container (local registry)', function () {
     const info = await expectSandbox(finished ? target : running)
     if (finished) assert.equal(await labelOf(rollbackRef()), running)
     else assert.equal(info.Id, before.Id)
+  })
+
+  it('occ restart while update container swaps: it waits for the swap (the new container is not restarted under it), then restarts what the update left', async () => {
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    const running = before.Config.Labels['org.opencode-cloud.version']
+    const target = running === 'v1' ? 'v2' : 'v1'
+    await registry.publish(target, tag)
+    const updating = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
+    const deadline = Date.now() + 120_000
+    let fresh: Docker.ContainerInspectInfo | undefined
+    while (!fresh) {
+      assert.ok(Date.now() < deadline, 'the update created its new container')
+      const info = await docker.getContainer(sandbox.containerName).inspect().catch(() => undefined)
+      if (info && info.Id !== before.Id) fresh = info
+      else await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+
+    // Frozen mid-swap: the new container exists, the old one is kept aside.
+    process.kill(updating.pid!, 'SIGSTOP')
+    const frozen = await docker.getContainer(fresh.Id).inspect()
+    let restartStderr = ''
+    const restart = execa(process.execPath, [OCC_BIN, 'restart'], {env: sandbox.env, reject: false, stdin: 'ignore'})
+    restart.stderr?.on('data', (chunk: Buffer) => {
+      restartStderr += chunk.toString('utf8')
+    })
+    let ended = false
+    void restart.then(() => {
+      ended = true
+    })
+    try {
+      while (!/Waiting for it to finish/.test(restartStderr)) {
+        assert.ok(!ended, `occ restart waited for the swap instead of running under it: ${describeRun(await restart)}`)
+        assert.ok(Date.now() < deadline, `occ restart said it waits: ${restartStderr}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+
+      assert.match(restartStderr, /occ update container \(pid \d+/)
+      const meanwhile = await docker.getContainer(fresh.Id).inspect()
+      assert.equal(meanwhile.State.StartedAt, frozen.State.StartedAt, 'the new container was not (re)started under the update')
+    } finally {
+      process.kill(updating.pid!, 'SIGCONT')
+    }
+
+    const [updated, restarted] = await Promise.all([updating, restart])
+    expectExit(updated, 0)
+    expectExit(restarted, 0)
+    const info = await expectSandbox(target)
+    assert.equal(info.Id, fresh.Id, 'the container the update made, restarted')
+  })
+
+  it('occ stop --remove after a swap killed with the old container aside removes both; the next start creates one afresh, nothing to repair', async () => {
+    const running = (await docker.getContainer(sandbox.containerName).inspect()).Config.Labels['org.opencode-cloud.version']
+    const target = running === 'v1' ? 'v2' : 'v1'
+    await registry.publish(target, tag)
+    const killed = await update([], {env: {OCC_UPDATE_CONTAINER_CRASH_AT: 'created'}})
+    assert.equal(killed.signal, 'SIGKILL', describeRun(killed))
+    await docker.getContainer(`${sandbox.containerName}_previous`).inspect()
+
+    const stop = await sandbox.occ(['stop', '--remove', '--json'])
+    expectExit(stop, 0)
+    const stopped = json<{removed: boolean; removedKept?: string}>(stop)
+    assert.equal(stopped.removed, true)
+    assert.equal(stopped.removedKept, `${sandbox.containerName}_previous`, describeRun(stop))
+    assert.deepEqual(await instanceContainers(), [], 'no container of this instance is left')
+
+    const start = await sandbox.occ(['start', '--json', '--mount', `${projectDir}:/home/opencoder/project`])
+    expectExit(start, 0)
+    assert.doesNotMatch(json<{warnings: string[]}>(start).warnings.join('\n'), /interrupted update/, describeRun(start))
+    // The configured tag had been moved to the target before the kill: a fresh container runs it.
+    await expectSandbox(target)
   })
 })

@@ -12,7 +12,9 @@ import {parseConfigText} from '../../src/config/store.js'
 import type {OccConfig} from '../../src/config/schema.js'
 import {buildContainerSpec, replacementSpec} from '../../src/docker/container-spec.js'
 import {classifyPullError, pullError, repoDigestsFor, repositoryOf} from '../../src/docker/image.js'
-import {keptContainerName, rollbackTag} from '../../src/runtime/container-update.js'
+import {keptContainerName, rollbackTag, waitForSwap} from '../../src/runtime/container-update.js'
+import type {HostRuntime} from '../../src/runtime/host-runtime.js'
+import {announceRecreate} from '../../src/runtime/recreate-notice.js'
 import {createPullView, PullTracker} from '../../src/runtime/pull-progress.js'
 import {acquireHostUpdateLock, hostLockFile} from '../../src/runtime/update-lock.js'
 import type {OwnerChecks} from '../../src/runtime/update/lock-owner.js'
@@ -240,6 +242,46 @@ describe('update container: pure parts', () => {
       await fs.symlink(target, file)
       await assert.rejects(acquireHostUpdateLock(lockPaths, names, 'update container'))
       assert.equal(await fs.readFile(target, 'utf8'), 'keep')
+    })
+  })
+
+  describe('waitForSwap (occ restart, occ stop)', () => {
+    let root: string
+    beforeEach(async () => {
+      root = await fs.mkdtemp(path.join(os.tmpdir(), 'occ-wait-swap-'))
+    })
+    afterEach(async () => {
+      await fs.rm(root, {force: true, recursive: true})
+    })
+
+    const hostIn = (dir: string): HostRuntime => {
+      const hostPaths = resolvePaths({HOME: dir, XDG_DATA_HOME: path.join(dir, 'data')})
+      return {names: resourceNames(undefined), paths: hostPaths} as unknown as HostRuntime
+    }
+
+    it('returns at once without a note; waits while a live one is there and returns once it is withdrawn', async () => {
+      const host = hostIn(root)
+      const said: string[] = []
+      await waitForSwap(host, (message) => said.push(message), {pollMs: 10})
+      assert.deepEqual(said, [])
+      const withdraw = await announceRecreate(host.paths, host.names, 'occ update container')
+      let done = false
+      const waiting = waitForSwap(host, (message) => said.push(message), {pollMs: 10}).then(() => {
+        done = true
+      })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.equal(done, false, 'still waiting while the note is live')
+      assert.equal(said.length, 1)
+      assert.match(said[0], /occ update container \(pid \d+, since .*\) is replacing the sandbox container\. Waiting for it to finish\./)
+      await withdraw()
+      await waiting
+      assert.equal(done, true)
+    })
+
+    it('gives up after waitMs with UPDATE_BUSY', async () => {
+      const host = hostIn(root)
+      await announceRecreate(host.paths, host.names, 'occ start --recreate')
+      await assert.rejects(waitForSwap(host, () => {}, {pollMs: 10, waitMs: 50}), (error: {code?: string; message: string}) => error.code === 'UPDATE_BUSY' && /did not finish in time/.test(error.message))
     })
   })
 })
