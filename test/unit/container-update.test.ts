@@ -263,7 +263,7 @@ describe('update container: pure parts', () => {
       const host = hostIn(root)
       const said: string[] = []
       await waitForSwap(host, (message) => said.push(message), {pollMs: 10})
-      assert.deepEqual(said, [])
+      assert.equal(said.length, 0, 'no note without a recreate')
       const withdraw = await announceRecreate(host.paths, host.names, 'occ update container')
       let done = false
       const waiting = waitForSwap(host, (message) => said.push(message), {pollMs: 10}).then(() => {
