@@ -74,8 +74,9 @@ describe('integration: occ update container (local registry)', function () {
     tag = `t-${sandbox.instance}`
     await registry.publish('v1', tag)
     image = registry.ref(tag)
-    // The first start must really pull: whatever an earlier file in this process left of v1 goes.
-    await untagLocalCopies(docker, registry.repository, registry.digests.v1)
+    // The first start and v1 → v2 must really pull (progress is asserted): whatever an earlier
+    // file in this process left of v1 and v2 (a digest reference keeps an untagged image) goes.
+    for (const version of ['v1', 'v2'] as const) await untagLocalCopies(docker, registry.repository, registry.digests[version])
     await useFixtureImage(sandbox, {container_env: '["OCC_TEST_ENV=kept"]', pids_limit: '2048'}, image)
     projectDir = path.join(sandbox.root, 'project')
     await fs.mkdir(projectDir)
