@@ -9,7 +9,7 @@ import {handleInterrupts} from './interrupts.js'
 import type {StopVerdict} from './stop-events.js'
 import {findStateMount} from '../config/mounts.js'
 import {bindMountSpecs, type HostRuntime} from './host-runtime.js'
-import {liveRecreateNotice} from './recreate-notice.js'
+import {isOwnNotice, liveRecreateNotice} from './recreate-notice.js'
 import {SUCCESSOR_POLL_MS, SwapGate} from './successor.js'
 import {abortable} from './update/health-wait.js'
 import {repairAtStart} from './lifecycle.js'
@@ -169,7 +169,9 @@ export async function watchContainer(host: ForegroundHost, signal: AbortSignal, 
 
 /** A recreate is announced, or an `occ update container` holds the instance's update lock. */
 async function containerBeingReplaced(host: HostRuntime): Promise<boolean> {
-  if (await liveRecreateNotice(host.paths, host.names)) return true
+  // Not its own planned restart (holdLifecycle writes the note too): that is the lifecycle hold's business.
+  const notice = await liveRecreateNotice(host.paths, host.names)
+  if (notice && !isOwnNotice(notice)) return true
   const {liveHostLockHolder} = await import('./update-lock.js')
   return (await liveHostLockHolder(host.paths, host.names))?.kind === 'update container'
 }

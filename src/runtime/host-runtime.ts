@@ -17,7 +17,7 @@ import {AsyncQueue} from './async-queue.js'
 import {DEFAULT_SANDBOX_USER, firstTarFile, parsePasswdUser, type SandboxUser} from './mount-ownership.js'
 import {probeHttpHealth} from './http-probe.js'
 import {parseRestartMethod, RESTART_METHOD_SCRIPT, restartArgv, STOP_OPENCODE_SCRIPT} from './restart.js'
-import {recreateNoticeState} from './recreate-notice.js'
+import {announceRestartSync, recreateNoticeState} from './recreate-notice.js'
 import {StopTracker, type StopVerdict} from './stop-events.js'
 import {awaitSuccessor, type SuccessorOutcome} from './successor.js'
 import {dockerLogsOptions, journalctlArgv, keepLine, LineSplitter} from './logs-spec.js'
@@ -50,6 +50,8 @@ export class HostRuntime implements HostRuntimeApi {
   /** Planned stops of the container in progress (holdLifecycle), by why. */
   private readonly holds = new Map<symbol, string>()
   private readonly holdWaiters: Array<() => void> = []
+  /** Withdraws the restart note written while the life cycle is held (see holdLifecycle). */
+  private withdrawRestartNote?: () => void
 
   constructor(options: HostRuntimeOptions) {
     this.docker = options.docker ?? createDockerClient()
@@ -178,11 +180,20 @@ export class HostRuntime implements HostRuntimeApi {
     }
   }
 
+  /**
+   * A planned restart of the container begins: this process's own watcher (a service's) holds
+   * on, and a service in another process is told through a recreate note (recreate-notice.ts),
+   * written with the first hold and withdrawn with the last, so that it waits for the restart
+   * rather than taking a slow one for a crash.
+   */
   holdLifecycle(why: string): () => void {
     const token = Symbol(why)
+    if (this.holds.size === 0) this.withdrawRestartNote = announceRestartSync(this.paths, this.names, why)
     this.holds.set(token, why)
     return () => {
       if (!this.holds.delete(token) || this.holds.size > 0) return
+      this.withdrawRestartNote?.()
+      this.withdrawRestartNote = undefined
       for (const wake of this.holdWaiters.splice(0)) wake()
     }
   }
@@ -209,6 +220,8 @@ export class HostRuntime implements HostRuntimeApi {
       () => false,
     )
     if (ended && (await this.waitNotRunning(15_000))) {
+      // Tests freeze occ here (the container stopped, not started yet) to make the restart slow.
+      if (process.env.OCC_RESTART_PAUSE_AT === 'stopped') process.kill(process.pid, 'SIGSTOP')
       await this.startContainer()
       return
     }

@@ -472,9 +472,18 @@ export async function restartSandbox(host: HostRuntime, options: {timeoutSeconds
   }
 
   options.onProgress?.(`Restarting container ${host.names.container}`)
-  await host.container().restart({t: options.timeoutSeconds})
-  const repair = await repairAtStart(host, options.onProgress ?? (() => {}))
-  const readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
+  // A service (another process) waits for this restart instead of taking a slow one for a crash.
+  const release = host.holdLifecycle('occ restart')
+  let repair: Awaited<ReturnType<typeof repairAtStart>>
+  let readiness: Readiness
+  try {
+    await host.container().restart({t: options.timeoutSeconds})
+    repair = await repairAtStart(host, options.onProgress ?? (() => {}))
+    readiness = await waitUntilReady(host, {onProgress: options.onProgress, recentLogs: () => recentLogLines(host, 20)})
+  } finally {
+    release()
+  }
+
   const users = await restoreUsers(host, options.onProgress)
   const state = await host.containerState()
   return {

@@ -2,7 +2,9 @@
  * "The sandbox container is being replaced by one under the same name": a note in occ's data dir
  * (host-only, never under a bind mount), written by whoever recreates the container (`occ start
  * --recreate`, `occ update container`) before the old one goes, and removed once the new one is
- * there. Service mode (`occ start --no-daemon`) reads it when the container it watches is
+ * there; and by whoever restarts it on purpose (an update without a supervisor, the repair of an
+ * unverified release, `occ restart`: HostRuntime.holdLifecycle) for as long as the restart runs.
+ * Service mode (`occ start --no-daemon`) reads it when the container it watches is
  * removed or renamed: with a live note it waits for the successor instead of ending; without one
  * a removal ends service mode as it always did (`occ stop --remove`, `docker rm -f`).
  *
@@ -11,7 +13,7 @@
  * waiting on a recreate nobody is doing.
  */
 import {randomBytes} from 'node:crypto'
-import {constants} from 'node:fs'
+import fsSync, {constants} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
@@ -134,6 +136,65 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
     if (current?.token !== notice.token) return
     await fs.rm(file, {force: true})
   }
+}
+
+/**
+ * The same note for a planned restart of the container (an update without a supervisor, the
+ * repair of an unverified release, `occ restart`) by a process that is not the service: its
+ * container dies and starts again, and a restart that takes longer than the die grace must not
+ * end the service. Synchronous, for HostRuntime.holdLifecycle; a failure to write is no failure
+ * of the restart (returns a no-op). A service reading the note ignores its own (isOwnNotice).
+ */
+export function announceRestartSync(paths: OccPaths, names: ResourceNames, why: string): () => void {
+  const file = recreateNoticeFile(paths, names)
+  const notice: RecreateNotice = {
+    bootId: hostBootId(),
+    pid: process.pid,
+    pidStart: processStartTime(process.pid) ?? '',
+    since: new Date().toISOString(),
+    token: randomBytes(12).toString('hex'),
+    why: why.slice(0, 200),
+  }
+  const tmp = `${file}.${notice.token}.tmp`
+  try {
+    fsSync.mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
+    const fd = fsSync.openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+    try {
+      fsSync.writeFileSync(fd, `${JSON.stringify(notice)}\n`)
+    } finally {
+      fsSync.closeSync(fd)
+    }
+
+    fsSync.renameSync(tmp, file)
+  } catch {
+    fsSync.rmSync(tmp, {force: true})
+    return () => {}
+  }
+
+  let withdrawn = false
+  return () => {
+    if (withdrawn) return
+    withdrawn = true
+    try {
+      const fd = fsSync.openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+      let current: unknown
+      try {
+        if (fsSync.fstatSync(fd).size > MAX_NOTICE_BYTES) return
+        current = JSON.parse(fsSync.readFileSync(fd, 'utf8'))
+      } finally {
+        fsSync.closeSync(fd)
+      }
+
+      if (noticeSchema.safeParse(current).data?.token === notice.token) fsSync.rmSync(file, {force: true})
+    } catch {
+      // Gone already, or not ours: nothing to withdraw.
+    }
+  }
+}
+
+/** Whether the note was written by this very process (a service's own planned restart). */
+export function isOwnNotice(notice: RecreateNotice): boolean {
+  return notice.pid === process.pid && notice.bootId === hostBootId()
 }
 
 /** Runs `work` with the note written first and withdrawn after, whatever `work` does. */

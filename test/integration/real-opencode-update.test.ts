@@ -7,10 +7,14 @@
  * the read-only dist dir mounted at /opt/opencode-dist.
  */
 import assert from 'node:assert/strict'
+import fs from 'node:fs/promises'
 import path from 'node:path'
 
+import {execa} from 'execa'
+
 import type {UpdateResult} from '../../src/index.js'
-import {REAL_DIST_DIR, REAL_IMAGE, REAL_OPENCODE_VERSION, REPO_ROOT} from '../helpers/sandbox-env.js'
+import {DIE_GRACE_MS} from '../../src/runtime/stop-events.js'
+import {OCC_BIN, REAL_DIST_DIR, REAL_IMAGE, REAL_OPENCODE_VERSION, REPO_ROOT} from '../helpers/sandbox-env.js'
 import {createListenerWorld, type Foreground, type ListenerWorld, waitUntil} from './listener-helpers/world.js'
 
 const OLDER = '1.18.33'
@@ -160,6 +164,36 @@ describe('updating the real opencode (real image, container restarts, one shared
     assert.equal((await container()).running, true)
   })
 
+  it('occ update opencode from a terminal, its container restart slower than the die grace (occ frozen between stop and start): the service holds, then answers', async () => {
+    // OCC_RESTART_PAUSE_AT: occ stops itself once opencode has taken the container down, before it starts it.
+    const update = execa(process.execPath, [OCC_BIN, 'update', 'opencode', '--branch', 'older', '--yes', '--json'], {
+      env: {...world.sandbox.env, OCC_RESTART_PAUSE_AT: 'stopped'},
+      reject: false,
+      stdin: 'ignore',
+    })
+    const pid = update.pid!
+    try {
+      await waitUntil(async () => (await processState(pid)) === 'T', 180_000, () => 'occ update opencode did not reach the restart')
+      assert.equal((await container()).running, false, 'the container is not stopped at the pause')
+      const pausedAt = Date.now()
+      // Past the grace after which a die without a start is a crash (with a margin); the service must still run then.
+      await waitUntil(async () => !alive(listener) || Date.now() - pausedAt > DIE_GRACE_MS + 3000, 60_000, () => 'no end of the wait')
+      assert.ok(alive(listener), `the service ended during the planned restart:\n${listener.stderr()}`)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+
+    const done = await update
+    assert.equal(done.exitCode, 0, `${String(done.stdout)}\n${String(done.stderr)}`)
+    await waitHealthyVersion(OLDER)
+    assert.ok(alive(listener), listener.stderr())
+    assert.doesNotMatch(listener.stderr(), /died unexpectedly/)
+    // The same service process keeps answering the web UI.
+    const back = await request('after-terminal', 'main')
+    assert.equal(back.status, 'success', `${JSON.stringify(back)}\n${listener.stderr()}`)
+    await waitHealthyVersion(REAL_OPENCODE_VERSION)
+  })
+
   it('a sandbox left stopped on an unverified release that crashes (an update killed right after the crash): occ start brings it up on the previous release', async () => {
     listener.child.kill('SIGKILL')
     await listener.exited
@@ -189,6 +223,12 @@ describe('updating the real opencode (real image, container restarts, one shared
     const current = await world.containerSh('readlink /opt/opencode/current; cat /opt/opencode/COMMIT; [ -e "/opt/opencode/releases/$1" ] && echo kept; true', [crash], 'root')
     assert.equal(current.stdout.trim(), `releases/${world.baseCommit}\n${world.baseCommit}`)
   })
+
+  /** The state letter of /proc/<pid>/stat ('T' when stopped). */
+  async function processState(pid: number): Promise<string | undefined> {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+    return /\) (\S) /.exec(stat)?.[1]
+  }
 
   function alive(foreground: Foreground): boolean {
     try {

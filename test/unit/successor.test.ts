@@ -7,7 +7,9 @@ import {resourceNames} from '../../src/config/instance.js'
 import {resolvePaths} from '../../src/config/paths.js'
 import {
   announceRecreate,
+  announceRestartSync,
   INTERRUPTED_NOTICE_MS,
+  isOwnNotice,
   liveRecreateNotice,
   noticeIsLive,
   readRecreateNotice,
@@ -166,6 +168,26 @@ describe('the recreate note', () => {
     await withdraw()
     await withdraw()
     assert.equal(await liveRecreateNotice(paths, names), undefined)
+  })
+
+  it('a planned restart (announceRestartSync, what holdLifecycle writes): live while held, our own, withdrawn once; a later note is left alone', async () => {
+    const paths = pathsIn()
+    const withdraw = announceRestartSync(paths, names, 'update to abc1234')
+    const notice = await liveRecreateNotice(paths, names)
+    assert.equal(notice?.why, 'update to abc1234')
+    assert.equal(isOwnNotice(notice!), true)
+    assert.equal(isOwnNotice({...notice!, pid: notice!.pid + 1}), false)
+    assert.equal((await fs.stat(recreateNoticeFile(paths, names))).mode & 0o777, 0o600)
+    withdraw()
+    withdraw()
+    assert.equal(await readRecreateNotice(recreateNoticeFile(paths, names)), undefined)
+    assert.deepEqual((await fs.readdir(path.dirname(recreateNoticeFile(paths, names)))).filter((name) => name.endsWith('.tmp')), [])
+
+    const mine = announceRestartSync(paths, names, 'restart')
+    const later = await announceRecreate(paths, names, 'occ start --recreate')
+    mine()
+    assert.equal((await liveRecreateNotice(paths, names))?.why, 'occ start --recreate')
+    await later()
   })
 
   it("a withdrawal leaves a later recreate's note alone", async () => {
