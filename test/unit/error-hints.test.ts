@@ -57,7 +57,7 @@ function literals(file: string): string[] {
 /** Words after "occ" that make a sentence about occ, not an instruction ("occ is stopping"). */
 const PROSE_WORDS = new Set([
   'acts', 'again', 'and', 'as', 'can', 'cannot', 'checks', 'command', 'commands', 'did', 'does', 'finishes', 'first', 'gets', 'has', 'installs',
-  'is', 'make', 'manages', 'needs', 'opened', 'pid', 'prints', 'process', 'rolled', 'rolls', 'runs', 'set', 'starts', 'stays', 'stopped',
+  'is', 'make', 'manages', 'needs', 'opened', 'pid', 'prints', 'process', 'replaces', 'rolled', 'rolls', 'runs', 'set', 'starts', 'stays', 'stopped',
   'switches', 'waits', 'was', 'will', 'with', 'would',
 ])
 
