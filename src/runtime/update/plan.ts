@@ -22,7 +22,7 @@ import {containerStopped, waitHealthy} from './health-wait.js'
 import {checkRepo, firstLine, IMAGE_RECIPE, imageReleaseName, isFullSha, localRepoPath, OPENCODE_ROOT, OPENCODE_USER, parseLsRemote, shortSha, tail} from './layout.js'
 import {LineSplitter} from '../logs-spec.js'
 import {ScriptReleaseStore, type ReleaseStore, type StoreState} from './release-store.js'
-import {busyError, releaseUpdateLock, repairUnderLock, takeUpdateLock, type RepairReport} from './repair.js'
+import {busyError, releaseUpdateLockWhenBack, repairUnderLock, takeUpdateLock, type RepairReport} from './repair.js'
 import type {OwnerChecks} from './lock-owner.js'
 import {describeTarget, parseUpdateTarget, type UpdateTarget} from './target.js'
 
@@ -48,6 +48,8 @@ export interface UpdatePlanOptions {
   ownerChecks?: OwnerChecks
   /** An unverified release's re-verification window (default 15 s). */
   repairVerifyTimeoutMs?: number
+  /** How long the lock's release waits for a container that restarted under the update (default 30 s). */
+  unlockWaitMs?: number
   /** The monotonic clock in ms (default performance.now). */
   now?: () => number
 }
@@ -62,6 +64,7 @@ const DEFAULTS = {
   healthyAnswers: 2,
   heartbeatMs: 20_000,
   lockStaleSeconds: 90,
+  unlockWaitMs: 30_000,
 }
 
 /** The release store of a runtime's sandbox. */
@@ -664,7 +667,12 @@ class UpdateRun {
 
   private async cleanup(): Promise<void> {
     clearInterval(this.heartbeat)
-    if (this.lockToken) await releaseUpdateLock(this.store, this.lockToken)
+    if (!this.lockToken) return
+    await releaseUpdateLockWhenBack(this.store, this.lockToken, {
+      isRunning: async () => (await this.runtime.containerState()).running,
+      signal: this.signal,
+      timeoutMs: this.opts.unlockWaitMs,
+    })
   }
 
   private successMessage(commit: string, version: string | undefined): string {

@@ -8,6 +8,8 @@
  */
 import {randomBytes} from 'node:crypto'
 import os from 'node:os'
+import {performance} from 'node:perf_hooks'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {errorMessage} from '../../errors.js'
 import type {RestartMethod, Runtime} from '../runtime.js'
@@ -68,9 +70,47 @@ export async function takeUpdateLock(
   return {kind: 'taken', token, ...(tookOver ? {tookOver} : {})}
 }
 
-export async function releaseUpdateLock(store: ReleaseStore, token: string): Promise<void> {
+/** Releases the lock (no longer held by this process, whatever the store says). True when the store removed it. */
+export async function releaseUpdateLock(store: ReleaseStore, token: string): Promise<boolean> {
   heldLockTokens.delete(token)
-  await store.unlock(token).catch(() => undefined)
+  return store.unlock(token).then(
+    () => true,
+    () => false,
+  )
+}
+
+export interface ReleaseWhenBackOptions {
+  /** Whether the container runs now (an exec can reach it). */
+  isRunning: () => Promise<boolean>
+  /** occ is stopping: give up at once (the lock is taken over at the next start). */
+  signal?: AbortSignal
+  timeoutMs?: number
+  pollMs?: number
+}
+
+/**
+ * Releases the lock. When the unlock fails because the container is not running (a docker
+ * restart under the update cut its execs), waits for the container to run again and removes
+ * the lock then: left in place, it would make every other occ process (a second listener, `occ
+ * update opencode` from the host) wait for its heartbeat to go stale, while its owner lives on
+ * idle. Gives up at the deadline or when the signal aborts. True when the lock was removed.
+ */
+export async function releaseUpdateLockWhenBack(store: ReleaseStore, token: string, options: ReleaseWhenBackOptions): Promise<boolean> {
+  if (await releaseUpdateLock(store, token)) return true
+  const deadline = performance.now() + (options.timeoutMs ?? 30_000)
+  const pollMs = options.pollMs ?? 500
+  for (;;) {
+    if (options.signal?.aborted) return false
+    const running = await options.isRunning().catch(() => false)
+    // Running, yet the unlock failed: not a restart; one more try, then leave it to the rules.
+    if (running) return releaseUpdateLock(store, token)
+    if (performance.now() + pollMs > deadline) return false
+    const slept = await delay(pollMs, undefined, {signal: options.signal}).then(
+      () => true,
+      () => false,
+    )
+    if (!slept) return false
+  }
 }
 
 export function busyError(owner: LockRecord): UpdateBusyError {
