@@ -276,7 +276,12 @@ describe('update listener, end to end (occ start --no-daemon, real container)', 
     await waitForUpdating(world, 'slow', 'build')
     await world.webUiWrite({command: 'update_opencode', request_id: 'queued'})
     await waitUntil(async () => !(await world.requestPresent()), 10_000, () => 'the request was not claimed during the update')
-    const queued = await world.readListenerJson()
+    // The claim (a rename) comes first, listener.json a moment later: give it 2 s, not a heartbeat.
+    let queued: Record<string, unknown> | undefined
+    await waitUntil(async () => {
+      queued = await world.readListenerJson()
+      return Array.isArray(queued?.queue) && queued.queue.length > 0
+    }, 2000, () => `the queue never showed in listener.json: ${JSON.stringify(queued)}`)
     assert.deepEqual((queued?.queue as Array<{request_id?: string}> | undefined)?.map((item) => item.request_id), ['queued'], JSON.stringify(queued))
     assert.equal(queued?.request_id, 'slow')
     const results = await collectResults(world, ['slow', 'queued'], 120_000)
