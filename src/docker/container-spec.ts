@@ -3,6 +3,7 @@ import type Docker from 'dockerode'
 import type {ResourceNames, VolumeKey} from '../config/instance.js'
 import type {MountSpec} from '../config/mounts.js'
 import {DEFAULT_PIDS_LIMIT, parseMemoryLimit, type OccConfig} from '../config/schema.js'
+import {seccompSecurityOpt} from './seccomp.js'
 
 export const CONTAINER_PORT = '3000/tcp'
 export const WORKDIR = '/home/opencoder/workspace'
@@ -64,8 +65,9 @@ export const LOG_MAX_FILES = 3
 /**
  * The container as the Rust occ creates it in its non-systemd mode, plus `container_env`
  * (which the Rust occ stores but never passes). Not privileged: the sandbox runs an AI agent.
- * Hardened: no-new-privileges (no setuid/sudo path to root inside), DROPPED_CAPABILITIES, a pids
- * limit, log rotation, and the optional memory/CPU limits from the config.
+ * Hardened: no-new-privileges (no setuid/sudo path to root inside), occ's seccomp profile (Docker's
+ * default allowlist, tighter, and no setuid/setgid bit set on any file: see seccomp.ts),
+ * DROPPED_CAPABILITIES, a pids limit, log rotation, and the optional memory/CPU limits.
  */
 export function buildContainerSpec(input: ContainerSpecInput): Docker.ContainerCreateOptions {
   const {bindMounts, config, names} = input
@@ -103,7 +105,7 @@ export function buildContainerSpec(input: ContainerSpecInput): Docker.ContainerC
       Mounts: [...volumeMounts, ...binds],
       PidsLimit: config.pids_limit ?? DEFAULT_PIDS_LIMIT,
       PortBindings: {[CONTAINER_PORT]: [{HostIp: normalizeBindAddress(config.bind_address), HostPort: String(input.port)}]},
-      SecurityOpt: ['no-new-privileges:true'],
+      SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt()],
       ...(memory === undefined ? {} : {Memory: memory, MemorySwap: memory}),
       ...(config.cpu_limit === undefined ? {} : {NanoCpus: Math.round(config.cpu_limit * 1e9)}),
     },

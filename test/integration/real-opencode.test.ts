@@ -8,6 +8,7 @@ import type Docker from 'dockerode'
 
 import {defaultMounts} from '../../src/config/mounts.js'
 import {resolvePaths} from '../../src/config/paths.js'
+import {seccompSecurityOpt} from '../../src/docker/seccomp.js'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import type {StatusView} from '../../src/runtime/status.js'
 import {createSandboxEnv, expectExit, freePort, json, REAL_IMAGE, REAL_OPENCODE_VERSION, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
@@ -27,6 +28,29 @@ async function health(port: number): Promise<{healthy?: boolean; version?: strin
   const response = await fetch(`http://127.0.0.1:${port}/global/health`, {signal: AbortSignal.timeout(5000)})
   assert.equal(response.status, 200)
   return (await response.json()) as {healthy?: boolean; version?: string}
+}
+
+/** The capabilities the container keeps, and their bit in /proc/<pid>/status's CapEff. */
+const KEPT_CAPABILITIES = {CHOWN: 0, DAC_OVERRIDE: 1, FOWNER: 3, KILL: 5, SETGID: 6, SETUID: 7}
+
+/**
+ * Writes /usr/local/bin/occ-suid-id, the container's /usr/bin/id with mode 04755, through the
+ * archive endpoint: Docker extracts it outside the container's seccomp profile, which refuses the setuid bit.
+ */
+async function plantSetuidId(docker: Docker, container: string): Promise<void> {
+  const stream = (await docker.getContainer(container).getArchive({path: '/usr/bin/id'})) as NodeJS.ReadableStream
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  const tar = Buffer.concat(chunks)
+  assert.equal(tar.subarray(0, 3).toString('latin1'), 'id\u0000', 'the archive does not start with id')
+  tar.fill(0, 0, 100)
+  tar.write('occ-suid-id', 0, 'ascii')
+  tar.write('0004755\u0000', 100, 8, 'ascii')
+  tar.fill(0x20, 148, 156)
+  let sum = 0
+  for (const byte of tar.subarray(0, 512)) sum += byte
+  tar.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 8, 'ascii')
+  await docker.getContainer(container).putArchive(tar, {path: '/usr/local/bin'})
 }
 
 /** Runs argv in the container through the Engine API (the test's own exec, not occ's). */
@@ -151,28 +175,79 @@ describe('the real opencode in the sandbox (real image)', function () {
 
     it('is hardened: no new privileges, no mknod even as root, the capabilities the entrypoint needs kept, pids limited', async () => {
       const info = await sandbox.docker.getContainer(sandbox.containerName).inspect()
-      assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges:true'])
+      const [noNewPrivileges, seccomp, ...otherOptions] = info.HostConfig.SecurityOpt ?? []
+      assert.equal(noNewPrivileges, 'no-new-privileges:true')
+      assert.ok(seccomp === seccompSecurityOpt(), `not occ's seccomp profile: ${String(seccomp).slice(0, 60)}`)
+      assert.deepEqual(otherOptions, [])
       for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(info.HostConfig.CapDrop?.includes(cap), `${cap} not dropped`)
       assert.equal(info.HostConfig.PidsLimit, 4096)
       assert.deepEqual(info.HostConfig.LogConfig, {Config: {'max-file': '3', 'max-size': '5m'}, Type: 'json-file'})
+
+      // Kept: what the entrypoint (chown of the mounts, runuser) and occ's update steps use.
+      const capEff = (await execIn(sandbox.docker, sandbox.containerName, ['grep', '^CapEff:', '/proc/1/status'])).output
+      const effective = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(capEff)?.[1] ?? '0'}`)
+      for (const [cap, bit] of Object.entries(KEPT_CAPABILITIES)) {
+        assert.ok(!info.HostConfig.CapDrop?.includes(cap), `${cap} dropped`)
+        assert.ok((effective >> BigInt(bit)) & 1n, `${cap} not in the container's CapEff (${capEff.trim()})`)
+      }
 
       const mknod = await execIn(sandbox.docker, sandbox.containerName, ['mknod', '/tmp/occ-null', 'c', '1', '3'])
       assert.notEqual(mknod.exitCode, 0, 'mknod worked as root in the container')
       assert.match(mknod.output, /not permitted/i)
 
-      // A setuid-root program does not raise the agent's privileges (the way to root through sudo is closed too).
-      const plant = await execIn(sandbox.docker, sandbox.containerName, ['sh', '-c', 'cp /usr/bin/id /usr/local/bin/occ-suid-id && chmod 4755 /usr/local/bin/occ-suid-id'])
-      assert.equal(plant.exitCode, 0, plant.output)
+      // A setuid-root program does not raise the agent's privileges (the way to root through sudo
+      // is closed too). Nothing in the container can set the bit, so Docker writes the file.
+      await plantSetuidId(sandbox.docker, sandbox.containerName)
+      const planted = await execIn(sandbox.docker, sandbox.containerName, ['stat', '-c', '%a %U', '/usr/local/bin/occ-suid-id'])
+      assert.equal(planted.output.trim(), '4755 root')
       const asAgent = await execIn(sandbox.docker, sandbox.containerName, ['/usr/local/bin/occ-suid-id', '-u'], 'opencoder')
       assert.equal(asAgent.output.trim(), '1000', 'a setuid-root binary gave the sandbox user euid 0')
       const status = await execIn(sandbox.docker, sandbox.containerName, ['grep', '^NoNewPrivs:', '/proc/1/status'])
       assert.match(status.output, /NoNewPrivs:\s+1/)
+    })
 
-      // The agent's own files in the workspace carry its uid, so a setuid bit on them gives a host user uid 1000, never 0.
+    it('no setuid or setgid file can be made in a bind mount, neither as root nor as the agent; plain modes still work', async () => {
       const workspace = path.join(sandbox.home, 'opencode')
-      const agentFile = await execIn(sandbox.docker, sandbox.containerName, ['sh', '-c', 'cp /usr/bin/id ~/workspace/agent-id && chmod 4755 ~/workspace/agent-id'], 'opencoder')
-      assert.equal(agentFile.exitCode, 0, agentFile.output)
-      assert.equal((await fs.stat(path.join(workspace, 'agent-id'))).uid, 1000)
+      const setIdBits = async (name: string): Promise<number> => {
+        try {
+          return (await fs.lstat(path.join(workspace, name))).mode & 0o6000
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0
+          throw error
+        }
+      }
+
+      const ws = '/home/opencoder/workspace'
+      await plantSetuidId(sandbox.docker, sandbox.containerName)
+      for (const user of ['root', 'opencoder']) {
+        const run = (argv: string[]) => execIn(sandbox.docker, sandbox.containerName, argv, user)
+        const tag = `occ-${user}`
+        const made = await run(['sh', '-c', `cp /usr/bin/id ${ws}/${tag}-u && cp /usr/bin/id ${ws}/${tag}-g && echo hi > ${ws}/${tag}-plain`])
+        assert.equal(made.exitCode, 0, `${user}: creating files in the workspace: ${made.output}`)
+        const attempts: Array<[string, string[]]> = [
+          [`${tag}-u`, ['chmod', '4755', `${ws}/${tag}-u`]],
+          [`${tag}-g`, ['chmod', 'g+s', `${ws}/${tag}-g`]],
+          [`${tag}-install`, ['install', '-m', '4755', '/usr/bin/id', `${ws}/${tag}-install`]],
+          [`${tag}-dir`, ['mkdir', '-m', '2755', `${ws}/${tag}-dir`]],
+          [`${tag}-cp`, ['cp', '-p', '/usr/local/bin/occ-suid-id', `${ws}/${tag}-cp`]],
+          // open(2) with O_CREAT and a setuid mode, as a program would ask for it directly.
+          [`${tag}-open`, ['perl', '-MFcntl', '-e', `sysopen(my $f, "${ws}/${tag}-open", O_CREAT | O_WRONLY, 04755) or exit 3`]],
+        ]
+        for (const [name, argv] of attempts) {
+          const result = await run(argv)
+          assert.equal(await setIdBits(name), 0, `${user}: \`${argv.join(' ')}\` left a setuid/setgid bit on the host (exit ${result.exitCode}: ${result.output})`)
+          if (name.endsWith('-u') || name.endsWith('-g')) assert.notEqual(result.exitCode, 0, `${user}: \`${argv.join(' ')}\` reported success`)
+        }
+
+        const plain = await run(['chmod', '755', `${ws}/${tag}-plain`])
+        assert.equal(plain.exitCode, 0, `${user}: chmod 755: ${plain.output}`)
+        const stat = await fs.stat(path.join(workspace, `${tag}-plain`))
+        assert.equal(stat.mode & 0o7777, 0o755)
+        assert.equal(stat.uid, user === 'root' ? 0 : 1000)
+        assert.equal(await fs.readFile(path.join(workspace, `${tag}-plain`), 'utf8'), 'hi\n')
+      }
+
+      assert.deepEqual(await health(sandbox.port), {healthy: true, version: REAL_OPENCODE_VERSION})
     })
 
     it('rotates the container log: a 20 MB write does not grow the host log past the cap', async () => {

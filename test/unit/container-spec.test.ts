@@ -6,6 +6,7 @@ import {resolvePaths} from '../../src/config/paths.js'
 import {parseConfigText} from '../../src/config/store.js'
 import type {OccConfig} from '../../src/config/schema.js'
 import {buildContainerSpec, normalizeBindAddress, reachableAddress, VOLUME_TARGETS} from '../../src/docker/container-spec.js'
+import {seccompProfile, type SeccompProfile} from '../../src/docker/seccomp.js'
 
 const paths = resolvePaths({HOME: '/home/u'})
 
@@ -130,10 +131,21 @@ describe('buildContainerSpec', () => {
     assert.deepEqual(host.CapAdd ?? [], [])
     for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(host.CapDrop?.includes(cap), `${cap} is not dropped`)
     for (const cap of ['CHOWN', 'SETUID', 'SETGID', 'DAC_OVERRIDE', 'FOWNER', 'KILL']) assert.ok(!host.CapDrop?.includes(cap), `${cap} is needed`)
-    assert.deepEqual(host.SecurityOpt, ['no-new-privileges:true'])
+    assert.equal(host.SecurityOpt?.length, 2)
+    assert.equal(host.SecurityOpt?.[0], 'no-new-privileges:true')
     assert.ok(!host.AutoRemove)
     assert.equal(host.NetworkMode === 'host', false)
     assert.equal(host.PidMode === 'host', false)
+  })
+
+  it('passes occ\'s seccomp profile inline, and its JSON refuses setuid/setgid modes', () => {
+    const option = spec().HostConfig?.SecurityOpt?.[1] ?? ''
+    assert.ok(option.startsWith('seccomp={'), option.slice(0, 40))
+    const profile = JSON.parse(option.slice('seccomp='.length)) as SeccompProfile
+    assert.deepEqual(profile, seccompProfile())
+    assert.equal(profile.defaultAction, 'SCMP_ACT_ERRNO')
+    const chmod = profile.syscalls.filter((rule) => rule.names.includes('chmod'))
+    assert.deepEqual(chmod, [{action: 'SCMP_ACT_ALLOW', args: [{index: 1, op: 'SCMP_CMP_MASKED_EQ', value: 0o6000, valueTwo: 0}], names: ['chmod']}])
   })
 
   it('rotates the json-file log and limits pids by default; no memory or CPU limit unless configured', () => {
