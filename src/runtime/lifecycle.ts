@@ -5,6 +5,7 @@ import type Docker from 'dockerode'
 
 import {buildContainerSpec} from '../docker/container-spec.js'
 import {ensureImage, type PullEvent} from '../docker/image.js'
+import {seccompSecurityOpt} from '../docker/seccomp.js'
 import {dedupeMounts, defaultMounts, formatMountSpec, parseMountSpec, type MountSpec} from '../config/mounts.js'
 import {isNotFound} from '../docker/connection.js'
 import {ConfigError, OccError, UsageError, errorMessage} from '../errors.js'
@@ -107,6 +108,8 @@ async function containerDrift(host: HostRuntime, info: Docker.ContainerInspectIn
   if (info.Config?.Image !== host.config.image) drift.push(`it runs the image ${info.Config?.Image ?? 'unknown'}, not ${host.config.image}`)
   const env = new Set(info.Config?.Env ?? [])
   if (host.config.container_env.some((entry) => !env.has(entry))) drift.push('its environment lacks entries of container_env')
+  // Created by an older occ: without the seccomp profile, root in it can make setuid files in the bind mounts.
+  if (!(info.HostConfig?.SecurityOpt ?? []).includes(seccompSecurityOpt())) drift.push('it lacks occ\'s current seccomp profile (setuid/setgid bits are not refused)')
   return drift
 }
 

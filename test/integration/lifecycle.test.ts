@@ -8,6 +8,7 @@ import Docker from 'dockerode'
 import {execa, type Result, type ResultPromise} from 'execa'
 
 import {MOUNT_STATE} from '../../src/config/mounts.js'
+import {seccompSecurityOpt} from '../../src/docker/seccomp.js'
 import {statusViewSchema} from '../../src/runtime/status-schema.js'
 import type {StatusView} from '../../src/runtime/status.js'
 import {createSandboxEnv, describeRun, expectExit, FIXTURE_IMAGE, freePort, json, OCC_BIN, out, REPO_ROOT, type SandboxEnv, useFixtureImage} from '../helpers/sandbox-env.js'
@@ -259,6 +260,35 @@ describe('occ against a real Docker engine (fixture image)', function () {
     const info = await containerInfo(sandbox)
     assert.equal(info?.Id, created.containerId, 'the container was recreated')
     assert.equal(info?.State.StartedAt, startedAt, 'the container was restarted')
+  })
+
+  it('a container without occ\'s seccomp profile (made by an older occ) is kept with a warning; start --recreate gives it the profile', async () => {
+    const sandbox = await started('old-profile')
+    const current = (await containerInfo(sandbox))!
+    assert.ok(current.HostConfig.SecurityOpt?.includes(seccompSecurityOpt()), 'a new container lacks the profile')
+    // The same container as an occ before the profile created it: only no-new-privileges.
+    expectExit(await sandbox.occ(['stop', '--remove']), 0)
+    const old = await sandbox.docker.createContainer({
+      ...current.Config,
+      HostConfig: {...current.HostConfig, SecurityOpt: ['no-new-privileges:true']},
+      name: sandbox.containerName,
+    })
+    await old.start()
+
+    const start = await sandbox.occ(['start'])
+    expectExit(start, 0)
+    // oclif wraps a warning at the terminal width, with ' ›   ' at the start of every line.
+    const said = `${out(start)} ${err(start)}`.replaceAll(/\s+(›\s+)?/g, ' ')
+    assert.match(said, /lacks occ's current seccomp profile .*occ start --recreate/)
+    assert.equal((await containerInfo(sandbox))?.Id, old.id, 'start replaced the container without --recreate')
+
+    expectExit(await sandbox.occ(['start', '--recreate']), 0)
+    const recreated = await containerInfo(sandbox)
+    assert.notEqual(recreated?.Id, old.id)
+    assert.ok(recreated?.HostConfig.SecurityOpt?.includes(seccompSecurityOpt()), 'the recreated container lacks the profile')
+    const again = await sandbox.occ(['start'])
+    expectExit(again, 0)
+    assert.doesNotMatch(`${out(again)}${err(again)}`, /seccomp/)
   })
 
   it('stop --remove removes the container (volumes kept); then stop succeeds and status says there is none', async () => {
