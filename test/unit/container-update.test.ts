@@ -11,6 +11,7 @@ import {resolvePaths} from '../../src/config/paths.js'
 import {parseConfigText} from '../../src/config/store.js'
 import type {OccConfig} from '../../src/config/schema.js'
 import {buildContainerSpec, replacementSpec} from '../../src/docker/container-spec.js'
+import {seccompSecurityOpt} from '../../src/docker/seccomp.js'
 import {classifyPullError, pullError, repoDigestsFor, repositoryOf} from '../../src/docker/image.js'
 import {keptContainerName, rollbackTag, waitForSwap} from '../../src/runtime/container-update.js'
 import type {HostRuntime} from '../../src/runtime/host-runtime.js'
@@ -161,6 +162,12 @@ describe('update container: pure parts', () => {
       const sortMounts = (spec: Docker.ContainerCreateOptions) => [...(spec.HostConfig?.Mounts ?? [])].sort((a, b) => String(a.Target).localeCompare(String(b.Target)))
       assert.deepEqual(sortMounts(next), sortMounts(original))
       assert.deepEqual({...next, HostConfig: {...next.HostConfig, Mounts: []}}, {...original, HostConfig: {...original.HostConfig, Mounts: []}})
+    })
+
+    it('gives a container an older occ created (no seccomp profile) the current hardening', () => {
+      const old = {...inspected, HostConfig: {...inspected.HostConfig, SecurityOpt: ['no-new-privileges:true']}} as unknown as Docker.ContainerInspectInfo
+      const next = replacementSpec(old, {Config: {Env: imageEnv, Labels: imageLabels}} as unknown as Docker.ImageInspectInfo, {config: config(), image: 'repo:v2', names})
+      assert.deepEqual(next.HostConfig?.SecurityOpt, ['no-new-privileges:true', seccompSecurityOpt()])
     })
 
     it('keeps OPENCODE_CLOUD_ENV and drops what came from the old image (its env, its labels)', () => {
