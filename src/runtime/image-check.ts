@@ -20,6 +20,7 @@ import * as z from 'zod'
 import type {ResourceNames} from '../config/instance.js'
 import type {OccPaths} from '../config/paths.js'
 import type {OccConfig} from '../config/schema.js'
+import {readUntrustedJson} from '../protocol/untrusted-json.js'
 
 export type UpdateCheckMode = OccConfig['update_check']
 
@@ -115,23 +116,8 @@ export function imageCheckFiles(paths: OccPaths, names: ResourceNames): {cache: 
 
 /** The cached answer, when there is one that parses (no symlink followed, size capped). */
 export async function readImageCheck(file: string): Promise<ImageCheckRecord | undefined> {
-  let handle: fs.FileHandle
-  try {
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch {
-    return undefined
-  }
-
-  try {
-    const stat = await handle.stat()
-    if (!stat.isFile() || stat.size > MAX_CACHE_BYTES) return undefined
-    const parsed = imageCheckRecordSchema.safeParse(JSON.parse((await handle.readFile()).toString('utf8')))
-    return parsed.success ? parsed.data : undefined
-  } catch {
-    return undefined
-  } finally {
-    await handle.close()
-  }
+  const json = await readUntrustedJson(file, MAX_CACHE_BYTES)
+  return json.ok ? imageCheckRecordSchema.safeParse(json.value).data : undefined
 }
 
 /**

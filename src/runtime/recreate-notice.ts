@@ -23,6 +23,7 @@ import type {ResourceNames} from '../config/instance.js'
 import type {OccPaths} from '../config/paths.js'
 import {writeFileAtomic} from '../config/store.js'
 import {isPidAlive} from '../protocol/listener-status.js'
+import {parseUntrustedJson, readUntrustedJson} from '../protocol/untrusted-json.js'
 import {hostBootId, processStartTime} from './update/lock-owner.js'
 
 const noticeSchema = z.strictObject({
@@ -62,23 +63,8 @@ export function noticeIsLive(notice: RecreateNotice, checks: NoticeChecks): bool
 
 /** The note, when there is one that parses (no symlink followed, size capped); else undefined. */
 export async function readRecreateNotice(file: string): Promise<RecreateNotice | undefined> {
-  let handle: fs.FileHandle
-  try {
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch {
-    return undefined
-  }
-
-  try {
-    const stat = await handle.stat()
-    if (!stat.isFile() || stat.size > MAX_NOTICE_BYTES) return undefined
-    const parsed = noticeSchema.safeParse(JSON.parse((await handle.readFile()).toString('utf8')))
-    return parsed.success ? parsed.data : undefined
-  } catch {
-    return undefined
-  } finally {
-    await handle.close()
-  }
+  const json = await readUntrustedJson(file, MAX_NOTICE_BYTES)
+  return json.ok ? noticeSchema.safeParse(json.value).data : undefined
 }
 
 /** The note when its writer still runs; undefined when there is none or it is left over. */
@@ -177,15 +163,16 @@ export function announceRestartSync(paths: OccPaths, names: ResourceNames, why: 
     withdrawn = true
     try {
       const fd = fsSync.openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-      let current: unknown
+      let current
       try {
-        if (fsSync.fstatSync(fd).size > MAX_NOTICE_BYTES) return
-        current = JSON.parse(fsSync.readFileSync(fd, 'utf8'))
+        const stat = fsSync.fstatSync(fd)
+        if (!stat.isFile() || stat.size > MAX_NOTICE_BYTES) return
+        current = parseUntrustedJson(fsSync.readFileSync(fd))
       } finally {
         fsSync.closeSync(fd)
       }
 
-      if (noticeSchema.safeParse(current).data?.token === notice.token) fsSync.rmSync(file, {force: true})
+      if (current.ok && noticeSchema.safeParse(current.value).data?.token === notice.token) fsSync.rmSync(file, {force: true})
     } catch {
       // Gone already, or not ours: nothing to withdraw.
     }
