@@ -98,13 +98,9 @@ export async function recreateNoticeState(
 /** How long a dead writer's note still says "interrupted" about the container it replaced. */
 export const INTERRUPTED_NOTICE_MS = 10 * 60_000
 
-/**
- * Writes the note (atomically) and returns its withdrawal, which removes the file only while it
- * is still this note (another recreate may have written its own since). Withdrawing twice is a no-op.
- */
-export async function announceRecreate(paths: OccPaths, names: ResourceNames, why: string, replaces?: string): Promise<() => Promise<void>> {
-  const file = recreateNoticeFile(paths, names)
-  const notice: RecreateNotice = {
+/** A new note by this process, with a token of its own (what its withdrawal checks). */
+function makeNotice(why: string, replaces?: string): RecreateNotice {
+  return {
     bootId: hostBootId(),
     pid: process.pid,
     pidStart: processStartTime(process.pid) ?? '',
@@ -113,6 +109,15 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
     why: why.slice(0, 200),
     ...(replaces && /^[0-9a-f]{64}$/.test(replaces) ? {replaces} : {}),
   }
+}
+
+/**
+ * Writes the note (atomically) and returns its withdrawal, which removes the file only while it
+ * is still this note (another recreate may have written its own since). Withdrawing twice is a no-op.
+ */
+export async function announceRecreate(paths: OccPaths, names: ResourceNames, why: string, replaces?: string): Promise<() => Promise<void>> {
+  const file = recreateNoticeFile(paths, names)
+  const notice = makeNotice(why, replaces)
   await writeFileAtomic(file, `${JSON.stringify(notice)}\n`)
   let withdrawn = false
   return async () => {
@@ -133,14 +138,7 @@ export async function announceRecreate(paths: OccPaths, names: ResourceNames, wh
  */
 export function announceRestartSync(paths: OccPaths, names: ResourceNames, why: string): () => void {
   const file = recreateNoticeFile(paths, names)
-  const notice: RecreateNotice = {
-    bootId: hostBootId(),
-    pid: process.pid,
-    pidStart: processStartTime(process.pid) ?? '',
-    since: new Date().toISOString(),
-    token: randomBytes(12).toString('hex'),
-    why: why.slice(0, 200),
-  }
+  const notice = makeNotice(why)
   const tmp = `${file}.${notice.token}.tmp`
   try {
     fsSync.mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
