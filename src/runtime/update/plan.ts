@@ -18,7 +18,7 @@ import type {ExecOptions, ExecResult, RestartMethod, Runtime} from '../runtime.j
 import {UPDATE_STEPS, type StepTiming, type UpdateOutcome, type UpdateProgress, type UpdateRequest, type UpdateStep} from '../update-types.js'
 import {UpdateCancelledError, UpdateFailedError} from './errors.js'
 import {symlinkTar} from '../../docker/tar.js'
-import {containerStopped, waitHealthy} from './health-wait.js'
+import {containerStopped, type HealthWaitVerdict, waitHealthy} from './health-wait.js'
 import {checkRepo, firstLine, IMAGE_RECIPE, imageReleaseName, isFullSha, localRepoPath, OPENCODE_ROOT, OPENCODE_USER, parseLsRemote, shortSha, tail} from './layout.js'
 import {LineSplitter} from '../logs-spec.js'
 import {ScriptReleaseStore, type ReleaseStore, type StoreState} from './release-store.js'
@@ -465,14 +465,7 @@ class UpdateRun {
     let method: RestartMethod
     try {
       method = await this.restartOpencode()
-      // Not cut short by SIGTERM: the previous version is being brought back, and this says whether it serves.
-      verdict = await waitHealthy(this.runtime, activated.previousVersion, {
-        healthyAnswers: this.opts.healthyAnswers,
-        intervalMs: this.opts.healthIntervalMs,
-        now: this.now,
-        stopped: containerStopped(this.runtime),
-        timeoutMs: this.opts.healthTimeoutMs,
-      })
+      verdict = await this.waitRolledBackHealthy(activated)
     } catch (error) {
       verdict = {detail: errorMessage(error), healthy: false}
       method = this.outcome.restartMethod ?? 'container'
@@ -519,13 +512,7 @@ class UpdateRun {
     let verdict
     try {
       await this.runtime.startContainer()
-      verdict = await waitHealthy(this.runtime, activated.previousVersion, {
-        healthyAnswers: this.opts.healthyAnswers,
-        intervalMs: this.opts.healthIntervalMs,
-        now: this.now,
-        stopped: containerStopped(this.runtime),
-        timeoutMs: this.opts.healthTimeoutMs,
-      })
+      verdict = await this.waitRolledBackHealthy(activated)
     } catch (error) {
       verdict = {detail: `starting the container failed: ${errorMessage(error)}`, healthy: false}
     }
@@ -554,6 +541,20 @@ class UpdateRun {
     }
 
     return `the container had stopped; current pointed back at ${to} through the archive endpoint, container started; ${verdict.detail}`
+  }
+
+  /**
+   * Waits until the previous version, brought back by a rollback, answers healthy. Not cut short
+   * by SIGTERM (no signal): the previous version is being brought back, and this says whether it serves.
+   */
+  private async waitRolledBackHealthy(activated: Activated): Promise<HealthWaitVerdict> {
+    return waitHealthy(this.runtime, activated.previousVersion, {
+      healthyAnswers: this.opts.healthyAnswers,
+      intervalMs: this.opts.healthIntervalMs,
+      now: this.now,
+      stopped: containerStopped(this.runtime),
+      timeoutMs: this.opts.healthTimeoutMs,
+    })
   }
 
   /** The stopped container's last log lines, for the message ('' when there are none, or after 3 s). */
