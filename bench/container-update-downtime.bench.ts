@@ -7,44 +7,13 @@
  * Reports medians and the ratio update / restart. Needs `npm run build && npm run fixture:build`
  * and docker-registry (.ci/provision.sh). `npx tsx bench/container-update-downtime.bench.ts`
  */
-import http from 'node:http'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import {sharedRegistry} from '../test/helpers/registry.js'
 import {createSandboxEnv, freePort, useFixtureImage} from '../test/helpers/sandbox-env.js'
+import {longestGap, PROBE_EVERY_MS, startProber} from './lib/health.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const PROBE_EVERY_MS = 50
-const PROBE_TIMEOUT_MS = 250
-
-interface Sample {
-  at: number
-  healthy: boolean
-}
-
-function probe(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const request = http.get({agent: false, host: '127.0.0.1', path: '/global/health', port, timeout: PROBE_TIMEOUT_MS}, (response) => {
-      response.resume()
-      response.on('end', () => resolve(response.statusCode === 200))
-    })
-    request.on('timeout', () => request.destroy(new Error('timeout')))
-    request.on('error', () => resolve(false))
-  })
-}
-
-/** The longest time between two healthy answers with only unhealthy answers (or none) between them. */
-function longestGap(samples: Sample[]): {ms: number} {
-  let best = 0
-  let lastHealthy: number | undefined
-  for (const sample of samples) {
-    if (!sample.healthy) continue
-    if (lastHealthy !== undefined) best = Math.max(best, sample.at - lastHealthy)
-    lastHealthy = sample.at
-  }
-
-  return {ms: best}
-}
 
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -65,26 +34,15 @@ async function main(): Promise<void> {
 
     /** Runs `argv` while probing; its downtime is the longest unhealthy stretch from 300 ms before it to 1 s after. */
     const measure = async (argv: string[]): Promise<{downtimeMs: number; wallMs: number}> => {
-      const samples: Sample[] = []
-      let probing = true
-      const prober = (async () => {
-        while (probing) {
-          const at = performance.now()
-          samples.push({at, healthy: await probe(sandbox.port)})
-          const wait = PROBE_EVERY_MS - (performance.now() - at)
-          if (wait > 0) await delay(wait)
-        }
-      })()
+      const prober = startProber(sandbox.port)
       await delay(300)
       const started = performance.now()
       const result = await sandbox.occ(argv, {timeout: 300_000})
       const wallMs = performance.now() - started
       // Until healthy again (bounded), then a second of healthy answers.
-      const deadline = performance.now() + 60_000
-      while (performance.now() < deadline && !(samples.at(-1)?.healthy ?? false)) await delay(PROBE_EVERY_MS)
+      await prober.untilHealthy(60_000)
       await delay(1000)
-      probing = false
-      await prober
+      const samples = await prober.stop()
       if (result.exitCode !== 0) throw new Error(`occ ${argv.join(' ')} failed (exit ${result.exitCode}): ${result.stderr}`)
       return {downtimeMs: Math.round(longestGap(samples).ms), wallMs: Math.round(wallMs)}
     }

@@ -9,7 +9,6 @@
  * Goal: median downtime ≤ median cold start + 1 s. Needs `npm run build && npm run fixture:build-real`.
  * `npx tsx bench/real-update-downtime.bench.ts` (BENCH_UPDATE_ROUNDS, default 3).
  */
-import http from 'node:http'
 import path from 'node:path'
 
 import Docker from 'dockerode'
@@ -17,78 +16,11 @@ import {execa} from 'execa'
 
 import {MAKE_REPO_SCRIPT, pushCommit} from '../test/fixtures/sandbox/repo-helpers.mjs'
 import {createSandboxEnv, REAL_DIST_DIR, REAL_IMAGE, REAL_OPENCODE_VERSION, REPO_ROOT, useFixtureImage} from '../test/helpers/sandbox-env.js'
+import {longestGap, startProber} from './lib/health.js'
 
 const ROUNDS = Number(process.env.BENCH_UPDATE_ROUNDS ?? 3)
-const PROBE_EVERY_MS = 50
 const CONTAINER_REPO = '/srv/opencode.git'
 const OLDER = '1.18.33'
-
-interface Sample {
-  at: number
-  healthy: boolean
-  version?: string
-}
-
-function probe(port: number): Promise<Omit<Sample, 'at'>> {
-  return new Promise((resolve) => {
-    const request = http.get({agent: false, host: '127.0.0.1', path: '/global/health', port, timeout: 250}, (response) => {
-      let text = ''
-      response.on('data', (chunk: Buffer) => (text += chunk.toString()))
-      response.on('end', () => {
-        try {
-          const body = JSON.parse(text) as {healthy?: boolean; version?: string}
-          resolve({healthy: response.statusCode === 200 && body.healthy === true, version: body.version})
-        } catch {
-          resolve({healthy: false})
-        }
-      })
-    })
-    request.on('timeout', () => request.destroy(new Error('timeout')))
-    request.on('error', () => resolve({healthy: false}))
-  })
-}
-
-/** Probes every 50 ms until stopped; returns the samples. */
-function prober(port: number): {stop: () => Promise<Sample[]>; firstHealthy: () => Promise<number>} {
-  const samples: Sample[] = []
-  let running = true
-  let wake: ((at: number) => void) | undefined
-  const loop = (async () => {
-    while (running) {
-      const tick = performance.now()
-      const answer = await probe(port)
-      const sample = {at: performance.now(), ...answer}
-      samples.push(sample)
-      if (sample.healthy && wake) {
-        wake(sample.at)
-        wake = undefined
-      }
-
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, PROBE_EVERY_MS - (performance.now() - tick))))
-    }
-  })()
-  return {
-    firstHealthy: () => new Promise((resolve) => (wake = resolve)),
-    async stop() {
-      running = false
-      await loop
-      return samples
-    },
-  }
-}
-
-/** The longest time between two healthy answers with only unhealthy ones (or none) between them. */
-function longestGap(samples: Sample[]): number {
-  let best = 0
-  let lastHealthy: number | undefined
-  for (const sample of samples) {
-    if (!sample.healthy) continue
-    if (lastHealthy !== undefined) best = Math.max(best, sample.at - lastHealthy)
-    lastHealthy = sample.at
-  }
-
-  return best
-}
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
@@ -113,9 +45,9 @@ async function main(): Promise<void> {
       // Cold start alone: stopped, then started through the API, to the first healthy answer.
       if (round % 2 === 0) {
         await container.stop({t: 10})
-        const probes = prober(sandbox.port)
+        const probes = startProber(sandbox.port)
         const t0 = performance.now()
-        const healthyAt = probes.firstHealthy()
+        const healthyAt = probes.nextHealthy()
         await container.start()
         coldStarts.push((await healthyAt) - t0)
         await probes.stop()
@@ -123,18 +55,17 @@ async function main(): Promise<void> {
 
       const branch = round % 2 === 0 ? 'older' : 'main'
       const version = branch === 'older' ? OLDER : REAL_OPENCODE_VERSION
-      const probes = prober(sandbox.port)
+      const probes = startProber(sandbox.port)
       const t0 = performance.now()
       const update = await sandbox.occ(['update', 'opencode', '--branch', branch, '--json'])
       updateTotals.push(performance.now() - t0)
       // The last sample must be healthy from the new version for the gap to be closed.
-      const deadline = performance.now() + 60_000
-      while (performance.now() < deadline && !(await probe(sandbox.port)).healthy) await new Promise((resolve) => setTimeout(resolve, PROBE_EVERY_MS))
+      await probes.untilHealthy(60_000)
       const samples = await probes.stop()
       if (update.exitCode !== 0) throw new Error(`update to ${branch} failed: ${update.stdout}\n${update.stderr}`)
       const last = samples.findLast((sample) => sample.healthy)
       if (last?.version !== version) throw new Error(`after the update to ${branch}: ${JSON.stringify(last)}`)
-      downtimes.push(longestGap(samples))
+      downtimes.push(longestGap(samples).ms)
     }
 
     const cold = median(coldStarts)

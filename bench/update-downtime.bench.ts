@@ -7,7 +7,6 @@
  * Runs against the fixture image and a fixture repo mounted into the container; needs
  * `npm run build && npm run fixture:build`. `npx tsx bench/update-downtime.bench.ts`
  */
-import http from 'node:http'
 import path from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
@@ -16,52 +15,10 @@ import {execa} from 'execa'
 import type {UpdateOutcome} from '../src/runtime/update-types.js'
 import {createFixtureRepo, pushCommit} from '../test/fixtures/sandbox/repo-helpers.mjs'
 import {createSandboxEnv, freePort, useFixtureImage} from '../test/helpers/sandbox-env.js'
+import {longestGap, PROBE_EVERY_MS, startProber} from './lib/health.js'
 
 const BUILD_SECONDS = Number(process.env.BUILD_SLEEP_SECONDS ?? 20)
-const PROBE_EVERY_MS = 50
-const PROBE_TIMEOUT_MS = 250
 const CONTAINER_REPO = '/srv/opencode.git'
-
-interface Sample {
-  at: number
-  healthy: boolean
-  version?: string
-}
-
-function probe(port: number): Promise<Omit<Sample, 'at'>> {
-  return new Promise((resolve) => {
-    const request = http.get({agent: false, host: '127.0.0.1', path: '/global/health', port, timeout: PROBE_TIMEOUT_MS}, (response) => {
-      let text = ''
-      response.on('data', (chunk: Buffer) => {
-        text += chunk.toString()
-      })
-      response.on('end', () => {
-        try {
-          const body = JSON.parse(text) as {healthy?: boolean; version?: string}
-          resolve({healthy: response.statusCode === 200 && body.healthy === true, version: body.version})
-        } catch {
-          resolve({healthy: false})
-        }
-      })
-    })
-    request.on('timeout', () => request.destroy(new Error('timeout')))
-    request.on('error', () => resolve({healthy: false}))
-  })
-}
-
-
-/** The longest time between two healthy answers that had only unhealthy answers (or none) between them. */
-export function longestGap(samples: Sample[]): {ms: number; from?: number; to?: number} {
-  let best = {ms: 0} as {ms: number; from?: number; to?: number}
-  let lastHealthy: number | undefined
-  for (const sample of samples) {
-    if (!sample.healthy) continue
-    if (lastHealthy !== undefined && sample.at - lastHealthy > best.ms) best = {from: lastHealthy, ms: sample.at - lastHealthy, to: sample.at}
-    lastHealthy = sample.at
-  }
-
-  return best
-}
 
 async function main(): Promise<void> {
   const sandbox = await createSandboxEnv('bench-upd')
@@ -75,24 +32,14 @@ async function main(): Promise<void> {
     const start = await sandbox.occ(['start', '-q', '--mount', `${repoDir}:${CONTAINER_REPO}:ro`])
     if (start.exitCode !== 0) throw new Error(`occ start failed: ${start.stderr}`)
 
-    const samples: Sample[] = []
-    let probing = true
-    const prober = (async () => {
-      while (probing) {
-        const at = performance.now()
-        samples.push({at, ...(await probe(sandbox.port))})
-        const wait = PROBE_EVERY_MS - (performance.now() - at)
-        if (wait > 0) await delay(wait)
-      }
-    })()
+    const prober = startProber(sandbox.port)
     await delay(500)
 
     const updateStarted = performance.now()
     const update = await sandbox.occ(['update', 'opencode', '--json'], {timeout: (BUILD_SECONDS + 120) * 1000})
     const updateMs = performance.now() - updateStarted
     await delay(1000)
-    probing = false
-    await prober
+    const samples = await prober.stop()
 
     if (update.exitCode !== 0) throw new Error(`occ update failed (exit ${update.exitCode}): ${update.stdout}\n${update.stderr}`)
     const outcome = JSON.parse(String(update.stdout)) as UpdateOutcome
