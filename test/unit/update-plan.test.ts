@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import {UPDATE_STEPS, type StepTiming, type UpdateStep} from '../../src/runtime/update-types.js'
 import {runUpdatePlan, type UpdatePlanOptions, type UpdateProgressWithSignal} from '../../src/runtime/update/plan.js'
 import type {UpdateRequest} from '../../src/runtime/update-types.js'
-import {FakeSandbox, SHA} from './update-fake-runtime.js'
+import {type FakeBuild, FakeSandbox, SHA} from './update-fake-runtime.js'
 
 const FAST: UpdatePlanOptions = {healthIntervalMs: 1, healthTimeoutMs: 200, healthyAnswers: 2, repairVerifyTimeoutMs: 100}
 const config = {opencode_repo: 'https://example.invalid/opencode.git'}
@@ -18,6 +18,24 @@ function plan(sandbox: FakeSandbox, request: UpdateRequest, progress: UpdateProg
 
 function statuses(steps: StepTiming[]): Record<string, string> {
   return Object.fromEntries(steps.map((step) => [step.step, step.status]))
+}
+
+/**
+ * A sandbox killed before it verified `release`: `current` points at it and the journal names it,
+ * while COMMIT still says SHA.old (1.0.0). It serves `release` unless `serving` says which runs.
+ */
+function unverifiedSandbox(release: string, build: FakeBuild, {serving = release}: {serving?: string} = {}): FakeSandbox {
+  const sandbox = new FakeSandbox()
+  sandbox.plain = undefined
+  sandbox.releases = new Map([
+    [SHA.old, {version: '1.0.0'}],
+    [release, build],
+  ])
+  sandbox.current = release
+  sandbox.commitFile = SHA.old
+  sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release, version: build.version}
+  sandbox.running = sandbox.releases.get(serving)
+  return sandbox
 }
 
 describe('update plan (fake runtime)', () => {
@@ -469,16 +487,7 @@ describe('update plan (fake runtime)', () => {
 
 describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)', () => {
   it('repairs an unverified release first: healthy from its version → installed, and says so (not "nothing to do")', async () => {
-    const sandbox = new FakeSandbox()
-    sandbox.plain = undefined
-    sandbox.releases = new Map([
-      [SHA.old, {version: '1.0.0'}],
-      [SHA.dev, {version: '1.1.0'}],
-    ])
-    sandbox.current = SHA.dev
-    sandbox.commitFile = SHA.old
-    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.dev, version: '1.1.0'}
-    sandbox.running = sandbox.releases.get(SHA.dev)
+    const sandbox = unverifiedSandbox(SHA.dev, {version: '1.1.0'})
     const outcome = await plan(sandbox, {branch: 'dev'})
     assert.equal(outcome.status, 'success', outcome.message)
     assert.equal(statuses(outcome.steps).repair, 'done')
@@ -492,16 +501,7 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
   })
 
   it('never says "nothing to do" for an unverified release that answers 503: rolls it back, then updates again', async () => {
-    const sandbox = new FakeSandbox()
-    sandbox.plain = undefined
-    sandbox.releases = new Map([
-      [SHA.old, {version: '1.0.0'}],
-      [SHA.bad, {healthFail: true, version: '1.3.0'}],
-    ])
-    sandbox.current = SHA.bad
-    sandbox.commitFile = SHA.old
-    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.bad, version: '1.3.0'}
-    sandbox.running = sandbox.releases.get(SHA.bad)
+    const sandbox = unverifiedSandbox(SHA.bad, {healthFail: true, version: '1.3.0'})
     sandbox.branches.dev = SHA.bad
     const outcome = await plan(sandbox, {})
     assert.doesNotMatch(outcome.message, /nothing to do/)
@@ -516,17 +516,8 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
   })
 
   it('the repair restarting the container (no supervisor) holds the life cycle around the restart', async () => {
-    const sandbox = new FakeSandbox()
+    const sandbox = unverifiedSandbox(SHA.bad, {healthFail: true, version: '1.3.0'})
     sandbox.restartMethodValue = 'container'
-    sandbox.plain = undefined
-    sandbox.releases = new Map([
-      [SHA.old, {version: '1.0.0'}],
-      [SHA.bad, {healthFail: true, version: '1.3.0'}],
-    ])
-    sandbox.current = SHA.bad
-    sandbox.commitFile = SHA.old
-    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.bad, version: '1.3.0'}
-    sandbox.running = sandbox.releases.get(SHA.bad)
     sandbox.branches.dev = SHA.old
     const outcome = await plan(sandbox, {})
     assert.equal(outcome.status, 'success', outcome.message)
@@ -537,16 +528,7 @@ describe('update plan: the journal, the lock owner, SIGTERM, clocks (fake store)
   })
 
   it('an unverified release whose old process still serves (killed at activate) is rolled back without a restart', async () => {
-    const sandbox = new FakeSandbox()
-    sandbox.plain = undefined
-    sandbox.releases = new Map([
-      [SHA.old, {version: '1.0.0'}],
-      [SHA.main, {version: '1.2.0'}],
-    ])
-    sandbox.current = SHA.main
-    sandbox.commitFile = SHA.old
-    sandbox.journal = {previous: SHA.old, previousCommit: SHA.old, release: SHA.main, version: '1.2.0'}
-    sandbox.running = sandbox.releases.get(SHA.old)
+    const sandbox = unverifiedSandbox(SHA.main, {version: '1.2.0'}, {serving: SHA.old})
     const outcome = await plan(sandbox, {commit: SHA.old})
     assert.equal(outcome.status, 'success', outcome.message)
     assert.match(outcome.message, /already at 1111111/)
