@@ -66,6 +66,27 @@ describe('integration: occ update container (local registry)', function () {
 
   const update = (args: string[] = [], options: {env?: Record<string, string>} = {}): Promise<Result> => sandbox.occ(['update', 'container', ...args], options)
 
+  /** Moves the tag to the version the sandbox does not run and starts `occ update container` to it, in the background. */
+  const startSwap = async () => {
+    const before = await docker.getContainer(sandbox.containerName).inspect()
+    const running = before.Config.Labels['org.opencode-cloud.version']
+    const target = running === 'v1' ? 'v2' : 'v1'
+    await registry.publish(target, tag)
+    const child = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
+    return {before, child, running, target}
+  }
+
+  /** The sandbox's container once it is another than `oldId` (polled every 25 ms); undefined at the deadline. */
+  const newContainer = async (oldId: string, deadline: number): Promise<Docker.ContainerInspectInfo | undefined> => {
+    while (Date.now() < deadline) {
+      const info = await docker.getContainer(sandbox.containerName).inspect().catch(() => undefined)
+      if (info && info.Id !== oldId) return info
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+
+    return undefined
+  }
+
   before(async function () {
     this.timeout(300_000)
     registry = await sharedRegistry()
@@ -303,26 +324,11 @@ describe('integration: occ update container (local registry)', function () {
   })
 
   it('kill -9 between "new container created" and "new container ready": the next occ start repairs it', async () => {
-    const before = await docker.getContainer(sandbox.containerName).inspect()
-    const running = before.Config.Labels['org.opencode-cloud.version']
-    const target = running === 'v1' ? 'v2' : 'v1'
-    await registry.publish(target, tag)
-    const child = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
-    const deadline = Date.now() + 120_000
-    let killedAt = ''
-    while (Date.now() < deadline) {
-      const info = await docker.getContainer(sandbox.containerName).inspect().catch(() => undefined)
-      if (info && info.Id !== before.Id) {
-        child.kill('SIGKILL')
-        killedAt = info.State.Running ? 'running' : info.State.Status
-        break
-      }
-
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
-
+    const {before, child, running, target} = await startSwap()
+    const fresh = await newContainer(before.Id, Date.now() + 120_000)
+    if (fresh) child.kill('SIGKILL')
     const killed = await child
-    assert.ok(killedAt, `the new container appeared before the update ended: ${describeRun(killed)}`)
+    assert.ok(fresh, `the new container appeared before the update ended: ${describeRun(killed)}`)
     assert.equal(killed.signal, 'SIGKILL', describeRun(killed))
     const kept = await docker.getContainer(`${sandbox.containerName}_previous`).inspect()
     assert.equal(kept.Id, before.Id, 'the old container is kept aside, not removed')
@@ -339,19 +345,10 @@ describe('integration: occ update container (local registry)', function () {
   })
 
   it('occ restart while update container swaps: it waits for the swap (the new container is not restarted under it), then restarts what the update left', async () => {
-    const before = await docker.getContainer(sandbox.containerName).inspect()
-    const running = before.Config.Labels['org.opencode-cloud.version']
-    const target = running === 'v1' ? 'v2' : 'v1'
-    await registry.publish(target, tag)
-    const updating = execa(process.execPath, [OCC_BIN, 'update', 'container'], {env: sandbox.env, reject: false, stdin: 'ignore'})
     const deadline = Date.now() + 120_000
-    let fresh: Docker.ContainerInspectInfo | undefined
-    while (!fresh) {
-      assert.ok(Date.now() < deadline, 'the update created its new container')
-      const info = await docker.getContainer(sandbox.containerName).inspect().catch(() => undefined)
-      if (info && info.Id !== before.Id) fresh = info
-      else await new Promise((resolve) => setTimeout(resolve, 25))
-    }
+    const {before, child: updating, target} = await startSwap()
+    const fresh = await newContainer(before.Id, deadline)
+    assert.ok(fresh, 'the update created its new container')
 
     // Frozen mid-swap: the new container exists, the old one is kept aside.
     process.kill(updating.pid!, 'SIGSTOP')
