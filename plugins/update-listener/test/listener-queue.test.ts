@@ -18,6 +18,18 @@ async function requestGone(world: World): Promise<void> {
   await waitFor(() => exists(path.join(world.dir, REQUEST_FILE)).then((present) => !present))
 }
 
+/**
+ * Request "one" and wait for its answer, set the wall clock an hour back (`jumpBack`), request
+ * "two": it must be answered within 3 s (a 300 ms rate limit timed on the wall clock waits an hour).
+ */
+async function bothAnsweredAcrossJumpBack(world: World, jumpBack: () => void): Promise<void> {
+  await world.request({command: 'update_opencode', request_id: 'one'})
+  await world.waitForResults(1)
+  jumpBack()
+  await world.request({command: 'update_opencode', request_id: 'two'})
+  await world.waitForResults(2, 3000)
+}
+
 describe('update listener: queue, pending answers, recovery, clocks', () => {
   let world: World
   beforeEach(async () => {
@@ -153,11 +165,9 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     let offset = 0
     const {calls, update} = fakeUpdate()
     world.start({clock: () => Date.now() + offset, monotonic: () => performance.now(), rateLimitMs: 300, updateOpencode: update})
-    await world.request({command: 'update_opencode', request_id: 'one'})
-    await world.waitForResults(1)
-    offset = -3_600_000
-    await world.request({command: 'update_opencode', request_id: 'two'})
-    await world.waitForResults(2, 3000)
+    await bothAnsweredAcrossJumpBack(world, () => {
+      offset = -3_600_000
+    })
     assert.equal(calls.length, 2)
     const status = await listenerJson(world)
     assert.ok(Math.abs(Date.parse(status.next_command_at!) - (Date.now() + offset)) < 2000, 'next_command_at is not an hour off')
@@ -170,11 +180,9 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     try {
       const {calls, update} = fakeUpdate()
       world.start({rateLimitMs: 300, updateOpencode: update})
-      await world.request({command: 'update_opencode', request_id: 'one'})
-      await world.waitForResults(1)
-      offset = -3_600_000
-      await world.request({command: 'update_opencode', request_id: 'two'})
-      await world.waitForResults(2, 3000)
+      await bothAnsweredAcrossJumpBack(world, () => {
+        offset = -3_600_000
+      })
       assert.equal(calls.length, 2)
     } finally {
       Date.now = realNow
