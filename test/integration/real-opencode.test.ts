@@ -167,10 +167,24 @@ describe('the real opencode in the sandbox (real image)', function () {
     })
 
     it('logs: real lines of the entrypoint and of opencode', async () => {
-      const result = await sandbox.occ(['logs', '--no-follow', '-n', '200'])
-      expectExit(result, 0)
-      assert.match(String(result.stdout), /^\[opencode-cloud\] Starting opencode on 0\.0\.0\.0:3000$/m)
-      assert.match(String(result.stdout), /^opencode-broker: listening/m)
+      // opencode's own line: its banner's address, written once its server listens (colour codes
+      // around it, stripped here). The start saw it answer healthy; the line may reach the log a
+      // moment after that, so occ logs is read again for a few seconds.
+      const localAccess = /^\s*Local access:\s+http:\/\/localhost:3000\s*$/m
+      const deadline = Date.now() + 15_000
+      let text: string
+      for (;;) {
+        const result = await sandbox.occ(['logs', '--no-follow', '-n', '200'])
+        expectExit(result, 0)
+        // eslint-disable-next-line no-control-regex
+        text = String(result.stdout).replaceAll(/\u001B\[[0-9;]*m/g, '')
+        if (localAccess.test(text)) break
+        assert.ok(Date.now() < deadline, `opencode's own "Local access: http://localhost:3000" never showed in occ logs within 15 s:\n${text}`)
+        await delay(250)
+      }
+
+      assert.match(text, /^\[opencode-cloud\] Starting opencode on 0\.0\.0\.0:3000$/m)
+      assert.match(text, /^opencode-broker: listening/m)
     })
 
     it('is hardened: no new privileges, no mknod even as root, the capabilities the entrypoint needs kept, pids limited', async () => {
