@@ -3,6 +3,9 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {
+  LISTENER_FILE,
+  type ListenerStatusFile,
+  listenerStatusSchema,
   MOUNT_STATE,
   prepareCommandsDir,
   type PreparedDir,
@@ -177,6 +180,29 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms${describe ? `: ${describe()}` : ''}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
+}
+
+/**
+ * listener.json as soon as it shows what `check` looks for (read every 5 ms, for at most
+ * `timeoutMs`; the last one read is in the error). The listener writes it after what a test can
+ * observe first (the claim is a rename, the answer an event), so a test waits for it.
+ */
+export async function waitForListenerJson(world: World, check: (status: ListenerStatusFile) => boolean, timeoutMs = 2000): Promise<ListenerStatusFile> {
+  let last: ListenerStatusFile | undefined
+  await waitFor(
+    async () => {
+      try {
+        last = listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
+      } catch {
+        last = undefined
+      }
+
+      return last !== undefined && check(last)
+    },
+    timeoutMs,
+    () => `listener.json never showed it: ${JSON.stringify(last)}`,
+  )
+  return last!
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

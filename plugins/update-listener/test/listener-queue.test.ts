@@ -8,7 +8,7 @@ import path from 'node:path'
 
 import {claimFileName, LISTENER_FILE, listenerStatusSchema, REQUEST_FILE, RESULT_FILE, writeFileNoFollow} from 'opencode-cloud/internal'
 
-import {exists, fakeUpdate, makeWorld, sleep, waitFor, type World} from './helpers.js'
+import {exists, fakeUpdate, makeWorld, sleep, waitFor, waitForListenerJson, type World} from './helpers.js'
 
 async function listenerJson(world: World) {
   return listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
@@ -67,7 +67,8 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     assert.equal(busy.error_code, 'busy')
     assert.equal(busy.code, 'UPDATE_BUSY')
     assert.match(busy.message, /^busy: 3 requests waiting/)
-    const status = await listenerJson(world)
+    // listener.json is written after each claim, with no order against the busy answer: wait for both queued.
+    const status = await waitForListenerJson(world, (view) => (view.queue?.length ?? 0) >= 2)
     assert.deepEqual(status.queue?.map((item) => item.request_id), ['q1', 'q2'])
     const results = await world.waitForResults(4, 10_000)
     assert.deepEqual(results.map((result) => result.request_id), ['over', 'running', 'q1', 'q2'])
@@ -88,7 +89,8 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     assert.equal(busy.error_code, 'busy')
     assert.match(busy.message, /^busy: 9 requests waiting/)
     assert.deepEqual(world.results.map((result) => result.request_id), ['over'])
-    const status = await listenerJson(world)
+    // listener.json is written after each claim, with no order against the busy answer: wait for all 8 queued.
+    const status = await waitForListenerJson(world, (view) => (view.queue?.length ?? 0) >= 8)
     assert.deepEqual(status.queue?.map((item) => item.request_id), queued)
   })
 
@@ -169,7 +171,8 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
       offset = -3_600_000
     })
     assert.equal(calls.length, 2)
-    const status = await listenerJson(world)
+    // listener.json is rewritten after the answer: wait for an idle one taken on the jumped clock (heartbeat_at).
+    const status = await waitForListenerJson(world, (view) => view.state === 'idle' && Math.abs(Date.parse(view.heartbeat_at) - (Date.now() + offset)) < 2000)
     assert.ok(Math.abs(Date.parse(status.next_command_at!) - (Date.now() + offset)) < 2000, 'next_command_at is not an hour off')
   })
 
@@ -206,9 +209,10 @@ describe('update listener: queue, pending answers, recovery, clocks', () => {
     })
     await waitFor(async () => (await exists(path.join(world.dir, LISTENER_FILE))) && (await listenerJson(world)).step === 'repair')
     await world.request({command: 'update_opencode', request_id: 'after-repair'})
+    // Claimed into the queue (listener.json shows it; no fixed sleep for the claim), and still not run.
+    const status = await waitForListenerJson(world, (view) => (view.queue?.length ?? 0) > 0)
     await sleep(100)
     assert.equal(calls.length, 0, 'no update while the repair runs')
-    const status = await listenerJson(world)
     assert.deepEqual(status.queue?.map((item) => item.request_id), ['after-repair'])
     await waitFor(async () => (await listenerJson(world)).opencode_health?.state === 'unhealthy')
     assert.match((await listenerJson(world)).opencode_health?.detail ?? '', /HTTP 503/)

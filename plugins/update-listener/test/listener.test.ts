@@ -16,7 +16,7 @@ import {
   updateResultSchema,
 } from 'opencode-cloud/internal'
 
-import {exists, fakeUpdate, flipSubdirsToSymlinks, makeWorld, sleep, waitFor, type World} from './helpers.js'
+import {exists, fakeUpdate, flipSubdirsToSymlinks, makeWorld, sleep, waitFor, waitForListenerJson, type World} from './helpers.js'
 
 const quarantined = async (dir: string) => (await fs.readdir(dir)).filter((name) => isQuarantineName(name))
 
@@ -211,7 +211,8 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       await world.request({command: 'update_opencode', request_id: 'second'})
       await sleep(100)
       assert.ok(!(await exists(path.join(world.dir, REQUEST_FILE))), 'the second request is claimed at once, into the queue')
-      const status = listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
+      // The claim (a rename) comes first, listener.json just after: wait for it to show the queue.
+      const status = await waitForListenerJson(world, (view) => (view.queue?.length ?? 0) > 0)
       assert.ok(Date.parse(status.next_command_at!) >= started[0] + 399, 'listener.json says when the next one may start')
       assert.deepEqual(status.queue?.map((item) => item.request_id), ['second'], 'and that it waits')
       const results = await world.waitForResults(2)
@@ -275,7 +276,8 @@ describe('update listener (real temp dirs, fake update plan)', () => {
       await world.request({command: 'update_opencode', request_id: 'queued'})
       await sleep(100)
       assert.ok(!(await exists(path.join(world.dir, REQUEST_FILE))), 'claimed while busy, so a later request cannot be renamed over it')
-      const status = listenerStatusSchema.parse(JSON.parse(await fs.readFile(path.join(world.dir, LISTENER_FILE), 'utf8')))
+      // The claim (a rename) comes first, listener.json just after: wait for it to show the queue.
+      const status = await waitForListenerJson(world, (view) => (view.queue?.length ?? 0) > 0)
       assert.equal(status.state, 'updating')
       assert.equal(status.request_id, 'running')
       assert.deepEqual(status.queue?.map((item) => item.request_id), ['queued'])
