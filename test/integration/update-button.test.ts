@@ -165,11 +165,21 @@ describe('the reference update button in a real browser (chromium, fixture sandb
     assert.ok(updates[0]!.includes(JSON.stringify(again[0].request_id)), updates[0])
     // A second request would not have started yet (the rate limit): it would be waiting, claimed or
     // queued. Nothing is: the answer is to the one request, and the listener has nothing left.
+    // The page sees the answer once the result is renamed in; the listener removes the claim and
+    // rewrites listener.json (idle) just after: give that up to 2 s, then check what is left.
+    const deadline = Date.now() + 2000
+    let left: string[]
+    let listener: Record<string, unknown> | undefined
+    for (;;) {
+      left = (await fs.readdir(world.commandsDir)).filter((name) => !name.startsWith('.')).sort()
+      listener = await world.readListenerJson()
+      if ((left.length <= 2 && listener?.state === 'idle') || Date.now() > deadline) break
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+
     assert.equal((await world.readResult())?.request_id, again[0].request_id)
     assert.equal(await world.requestPresent(), false, 'no second request waiting')
-    const left = (await fs.readdir(world.commandsDir)).filter((name) => !name.startsWith('.')).sort()
     assert.deepEqual(left, ['listener.json', 'update-command.result.json'], 'no second request claimed')
-    const listener = await world.readListenerJson()
     assert.equal(listener?.state, 'idle', JSON.stringify(listener))
     assert.equal((listener?.queue as unknown[] | undefined)?.length ?? 0, 0, JSON.stringify(listener))
   })
