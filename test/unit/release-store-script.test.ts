@@ -453,6 +453,170 @@ describe('release-store.sh under dash (no Docker)', function () {
   })
 })
 
+/*
+ * A layout without VERSION (the published image may ship none): the real opencode costs 1.6-2.5 s
+ * of CPU per `--version`, so inspect runs it at most once per installed commit, release and
+ * binary. The stand-in binary counts its `--version` runs in a file; runuser runs it as root.
+ */
+describe('release-store.sh: the version of a layout without VERSION (run once, cached)', function () {
+  this.timeout(60_000)
+  let w: World
+  let runs: string
+  let store: ScriptReleaseStore
+
+  /** A bin/opencode that answers `version` and counts its runs. */
+  const countingBinary = (version: string): string => `#!/bin/sh\n[ "$1" = --version ] && echo run >> '${runs}'\necho ${version}\n`
+  const runCount = async (): Promise<number> => ((await read(runs)) ?? '').split('\n').filter(Boolean).length
+  const cache = (): string => path.join(w.root, '.version-cache')
+
+  before(function () {
+    dashAvailable()
+    // runuser (how the script runs the binary as opencode's user) needs root, as in the sandbox.
+    assert.equal(process.getuid?.(), 0, 'this suite runs as root, as CI does')
+  })
+  beforeEach(async () => {
+    w = await world()
+    runs = `${w.root}-runs`
+    await fs.rm(path.join(w.root, 'VERSION'))
+    await fs.writeFile(path.join(w.root, 'bin/opencode'), countingBinary('1.0.0'), {mode: 0o755})
+    store = new ScriptReleaseStore(localRunner(), {recipePath: w.recipe, root: w.root, user: 'root'})
+  })
+  afterEach(async () => {
+    await fs.rm(w.root, {force: true, recursive: true})
+    await fs.rm(w.recipe, {force: true})
+    await fs.rm(runs, {force: true})
+  })
+
+  it('the first inspect runs the binary and records its answer; the next ones do not run it', async () => {
+    const first = await store.inspect()
+    assert.deepEqual([first.version, first.versionSource, await runCount()], ['1.0.0', 'binary', 1])
+    for (let index = 0; index < 3; index++) {
+      const again = await store.inspect()
+      assert.deepEqual([again.version, again.versionSource], ['1.0.0', 'cache'])
+    }
+
+    assert.equal(await runCount(), 1, 'one run for four inspects')
+    const stat = await fs.lstat(cache())
+    assert.ok(stat.isFile())
+    assert.equal(stat.mode & 0o777, 0o644)
+    assert.equal(stat.uid, 0, 'root-owned')
+    assert.deepEqual((await fs.readdir(w.root)).filter((name) => name.includes('.tmp')), [], 'written by temp file + rename')
+  })
+
+  it('runs again after the commit, or the binary, changed: a cached value never outlives what it was measured on', async () => {
+    await store.inspect()
+    await fs.writeFile(path.join(w.root, 'COMMIT'), `${THIRD}\n`)
+    assert.equal((await store.inspect()).versionSource, 'binary')
+    assert.equal(await runCount(), 2)
+    assert.equal((await store.inspect()).versionSource, 'cache')
+    await fs.rm(path.join(w.root, 'COMMIT'))
+    assert.equal((await store.inspect()).versionSource, 'binary', 'no COMMIT is another key too')
+    assert.equal(await runCount(), 3)
+    // Another binary in place (same commit): its own answer, not the cached one.
+    await fs.rm(path.join(w.root, 'bin/opencode'))
+    await fs.writeFile(path.join(w.root, 'bin/opencode'), countingBinary('1.0.1'), {mode: 0o755})
+    const replaced = await store.inspect()
+    assert.deepEqual([replaced.version, replaced.versionSource, await runCount()], ['1.0.1', 'binary', 4])
+  })
+
+  it('a hostile cache (oversized, a link, a hard link, not ours, garbage, another key, a bad version, extra lines) is ignored and replaced', async () => {
+    await store.inspect()
+    const good = await fs.readFile(cache(), 'utf8')
+    assert.match(good, /^commit=1{40}\ncurrent=\nbinary=\d+:\d+:[\d.]+:[\d.]+:\/.+\/bin\/opencode\nversion=1\.0\.0\n$/)
+    const key = good.slice(0, good.indexOf('version='))
+    const elsewhere = `${w.root}-elsewhere`
+    const hostile: Array<[string, () => Promise<void>]> = [
+      ['oversized (the first KiB alone would pass)', () => fs.writeFile(cache(), `${key}version=6.6.6\n${'x'.repeat(2000)}`)],
+      ['a symlink to a file that would pass', async () => {
+        await fs.writeFile(elsewhere, `${key}version=6.6.6\n`)
+        await fs.symlink(elsewhere, cache())
+      }],
+      ['a hard link to a file that would pass', async () => {
+        await fs.writeFile(elsewhere, `${key}version=6.6.6\n`)
+        await fs.link(elsewhere, cache())
+      }],
+      ['owned by another user', async () => {
+        await fs.writeFile(cache(), `${key}version=6.6.6\n`)
+        await fs.chown(cache(), 4242, 4242)
+      }],
+      ['garbage', () => fs.writeFile(cache(), Buffer.from([0, 1, 2, 0xff, 10, 0x1b, 91, 50, 74, 10, 61, 10, 10]))],
+      ['the key of another commit', () => fs.writeFile(cache(), `${key.replace(OLD, NEW)}version=6.6.6\n`)],
+      ['a version that is not one', () => fs.writeFile(cache(), `${key}version=6.6.6;$(reboot)\n`)],
+      ['an extra line', () => fs.writeFile(cache(), `${key}version=6.6.6\nversion=7\n`)],
+      ['a directory', () => fs.mkdir(cache())],
+    ]
+    let expectedRuns = 1
+    for (const [what, plant] of hostile) {
+      await fs.rm(cache(), {force: true, recursive: true})
+      await fs.rm(elsewhere, {force: true})
+      await plant()
+      const state = await store.inspect()
+      expectedRuns++
+      assert.deepEqual([state.version, state.versionSource, await runCount()], ['1.0.0', 'binary', expectedRuns], what)
+      if (what !== 'a directory') {
+        assert.equal(await fs.readFile(cache(), 'utf8'), good, `${what}: replaced by the measured value`)
+        assert.equal((await fs.lstat(cache())).nlink, 1, what)
+      }
+
+      if (what.includes('link')) assert.equal(await read(elsewhere), `${key}version=6.6.6`, `${what}: its target is untouched`)
+    }
+  })
+
+  it('an update records the version in the releases: built writes the candidate\'s VERSION, activate the image release\'s; later inspects run nothing', async () => {
+    assert.equal((await store.inspect()).version, '1.0.0')
+    assert.equal(await runCount(), 1)
+    await store.lock(me(), 90)
+    await store.stage(TOKEN, undefined, false)
+    await fakeBuild(w, TOKEN, 'ignored')
+    const candidate = path.join(w.root, '.staging', TOKEN, 'release')
+    await fs.writeFile(path.join(candidate, 'bin/opencode'), countingBinary('1.1.0'), {mode: 0o755})
+    // A VERSION the build user left as a link is no version record: the binary is asked.
+    await fs.rm(path.join(candidate, 'VERSION'))
+    await fs.symlink('/etc/hostname', path.join(candidate, 'VERSION'))
+    assert.deepEqual(await store.built(TOKEN, 'image'), {version: '1.1.0'})
+    assert.equal(await runCount(), 2)
+    const written = await fs.lstat(path.join(candidate, 'VERSION'))
+    assert.ok(written.isFile() && !written.isSymbolicLink())
+    await store.activate(TOKEN, NEW, OLD, '1.1.0')
+    await store.verify()
+    assert.equal(await read(path.join(w.root, 'releases', NEW, 'VERSION')), '1.1.0')
+    assert.equal(await read(path.join(w.root, 'releases', OLD, 'VERSION')), '1.0.0', 'the image release keeps what was measured on it')
+    await assert.rejects(fs.lstat(cache()), 'the switch drops the cache')
+    for (let index = 0; index < 2; index++) assert.deepEqual(pickVersion(await store.inspect()), ['1.1.0', 'file'])
+    // Back on the image's release (a rollback of a later update): its VERSION answers.
+    await store.stage(TOKEN, undefined, false)
+    await fakeBuild(w, TOKEN, '1.2.0', {healthFail: true})
+    await store.activate(TOKEN, THIRD, OLD, '1.2.0')
+    await store.rollback(true)
+    await store.prune([NEW])
+    await store.stage(TOKEN, undefined, false)
+    await fakeBuild(w, TOKEN, '1.3.0')
+    await store.activate(TOKEN, THIRD, OLD, '1.3.0')
+    await store.verify()
+    await store.stage(TOKEN, undefined, false)
+    assert.deepEqual(pickVersion(await store.inspect()), ['1.3.0', 'file'])
+    assert.equal(await runCount(), 2, 'nothing ran the binary after built')
+  })
+
+  it('while a release is unverified, a measured version is not kept', async () => {
+    await store.lock(me(), 90)
+    await store.stage(TOKEN, undefined, false)
+    await fakeBuild(w, TOKEN, '1.1.0')
+    await store.activate(TOKEN, NEW, OLD, '1.1.0')
+    // A release without VERSION under a journal (a build by an older occ).
+    await fs.rm(path.join(w.root, 'releases', NEW, 'VERSION'))
+    await fs.writeFile(path.join(w.root, 'releases', NEW, 'bin/opencode'), countingBinary('1.1.0'), {mode: 0o755})
+    assert.deepEqual(pickVersion(await store.inspect()), ['1.1.0', 'binary'])
+    await assert.rejects(fs.lstat(cache()))
+    await store.verify()
+    assert.deepEqual(pickVersion(await store.inspect()), ['1.1.0', 'binary'])
+    assert.deepEqual(pickVersion(await store.inspect()), ['1.1.0', 'cache'])
+    assert.equal(await runCount(), 2)
+  })
+})
+
+const pickVersion = (state: {version?: string; versionSource?: string}): Array<string | undefined> => [state.version, state.versionSource]
+
 /** Owner checks in which every lock recorded by this test process belongs to a dead process. */
 function deadOwnerChecks(): OwnerChecks {
   const owner = lockOwner('x', '')

@@ -82,10 +82,14 @@ describe('update: ls-remote', () => {
 })
 
 describe('update: installed state (release-store.sh inspect, parsed)', () => {
+  const pick = (state: {version?: string; versionSource?: string}) => ({
+    ...(state.version === undefined ? {} : {version: state.version}),
+    ...(state.versionSource === undefined ? {} : {versionSource: state.versionSource}),
+  })
   const base = {commit: null, current: null, journal: null, lock: null, ok: true, present: true, recipe: 'image', releases: [], uid: 0, version: null}
 
   it('parses the plain layout the image ships', () => {
-    const state = parseInspect({...base, commit: A, version: '1.0.0'})
+    const state = parseInspect({...base, commit: A, version: '1.0.0', version_source: 'file'})
     assert.deepEqual(state, {
       activeCommit: A,
       currentRelease: undefined,
@@ -95,6 +99,7 @@ describe('update: installed state (release-store.sh inspect, parsed)', () => {
       releases: [],
       root: true,
       version: '1.0.0',
+      versionSource: 'file',
     })
   })
 
@@ -117,13 +122,24 @@ describe('update: installed state (release-store.sh inspect, parsed)', () => {
   })
 
   it('does not trust a COMMIT that is not a SHA, a release name with a slash, or escapes in a version', () => {
-    const state = parseInspect({...base, commit: 'cat: /opt/opencode/COMMIT: No such file', current: 'image', releases: ['../x', 'ok'], uid: 1000, version: '1.0\u001B]0;t\u0007'})
+    const state = parseInspect({...base, commit: 'cat: /opt/opencode/COMMIT: No such file', current: 'image', releases: ['../x', 'ok'], uid: 1000, version: '1.0\u001B]0;t\u0007', version_source: 'file'})
     assert.equal(state.recordedCommit, undefined)
     assert.equal(state.activeCommit, undefined)
     assert.equal(state.currentRelease, 'image')
     assert.deepEqual(state.releases, ['ok'])
     assert.equal(state.version, '1.0')
     assert.equal(state.root, false)
+  })
+
+  it('takes a cached version only in the strict shape the cache is written in; a version needs its source', () => {
+    assert.deepEqual(pick(parseInspect({...base, version: '1.18.34', version_source: 'cache'})), {version: '1.18.34', versionSource: 'cache'})
+    assert.deepEqual(pick(parseInspect({...base, version: '1.18.34', version_source: 'binary'})), {version: '1.18.34', versionSource: 'binary'})
+    for (const hostile of ['1.0 (lies)', '-rf', '.hidden', `1.${'0'.repeat(200)}`, '1.0\u001B[31m', '1.0\nversion=2']) {
+      assert.deepEqual(pick(parseInspect({...base, version: hostile, version_source: 'cache'})), {}, JSON.stringify(hostile))
+    }
+
+    assert.deepEqual(pick(parseInspect({...base, version: '1.0.0'})), {}, 'no source: not a version the script reported')
+    assert.throws(() => parseInspect({...base, version: '1.0.0', version_source: 'guess'}))
   })
 
   it('never calls a half-written journal verified, and refuses an answer of the wrong shape', () => {

@@ -14,6 +14,10 @@
 #   current              -> releases/<name>: the one atomic switch (rename of a symlink)
 #   bin, ui, ...         -> current/<entry>
 #   COMMIT               the installed (verified) commit; written only after verification
+#   VERSION              the release's `opencode --version` (from the build, or recorded by
+#                        built when the build left none; read through current/ when it exists)
+#   .version-cache       the version of a layout without VERSION (the image's own, before any
+#                        update), keyed by what it was measured on (see cached_version)
 #   .journal             exists while a switched-in release is "activated, not verified":
 #                        release=, previous=, previous_commit=, version=, since=
 #   .update-lock/        owner (token, boot_id, pid, pid_start, description) + heartbeat
@@ -29,6 +33,9 @@ ROOT=${OCC_STORE_ROOT:-/opt/opencode}
 LOCK=$ROOT/.update-lock
 STAGING=$ROOT/.staging
 JOURNAL=$ROOT/.journal
+VERSION_CACHE=$ROOT/.version-cache
+NL='
+'
 
 # --- output ---------------------------------------------------------------------------------
 
@@ -115,6 +122,91 @@ set_current() {
   ln -sfn "releases/$1" "$ROOT/.current.tmp" && mv -T "$ROOT/.current.tmp" "$ROOT/current"
 }
 
+# --- the installed version --------------------------------------------------------------------
+# The real opencode spends 1.6-2.5 s of CPU on `--version`, and inspect runs at every update,
+# repair, start and listener start. So the binary runs at most once per installed state: its
+# answer is kept in $VERSION_CACHE (root's file in root's directory, written by temp file +
+# rename), keyed by everything that decides what runs:
+#   commit=  the recorded COMMIT (what was verified),
+#   current= the release current points at (empty in the image's plain layout),
+#   binary=  inode:size:mtime:ctime:path of the file bin/opencode resolves to (to the ns;
+#            npm's opencode binaries all have the same mtime, ctime differs per file).
+# COMMIT alone is not enough: a rollback to the image's release may leave no COMMIT, and a
+# release of the same commit may be rebuilt; current alone would outlive an in-place change of
+# the plain layout. With all three, any change of commit, release or binary is a miss, and a
+# miss runs the binary again. Not the device number: overlayfs may give another one per mount.
+# Releases that went through an update carry a VERSION file instead (built writes it).
+
+# The value of a version we keep: one line of letters, digits and . _ + ~ -, at most 100 bytes.
+clean_version() {
+  case "$1" in '' | .* | -* | *[!A-Za-z0-9._+~-]*) return 0 ;; esac
+  [ "${#1}" -le 100 ] && printf '%s' "$1"
+}
+
+# The file bin/opencode resolves to, and its identity (empty when there is none).
+binary_path() { readlink -f "$ROOT/bin/opencode" 2> /dev/null; }
+
+binary_id() {
+  [ -n "$1" ] && [ -f "$1" ] || return 0
+  printf '%s:%s' "$(stat -c '%i:%s:%.9Y:%.9Z' "$1" 2> /dev/null)" "$1"
+}
+
+# The cache key for binary $1 (three lines, no final newline).
+version_key() {
+  printf 'commit=%s\ncurrent=%s\nbinary=%s' "$(recorded_commit)" "$(current_release)" "$(binary_id "$1")"
+}
+
+# The cached version when the cache is exactly the key of what is installed now plus one
+# version line: a regular file (not a link, one name) of ours or root's, at most 1 KiB.
+# Anything else is ignored, never trusted.
+cached_version() {
+  f=$VERSION_CACHE
+  [ -f "$f" ] && [ ! -L "$f" ] || return 0
+  meta=$(stat -c '%u:%h:%s' "$f" 2> /dev/null) || return 0
+  case "$meta" in "0:1:"* | "$(id -u):1:"*) ;; *) return 0 ;; esac
+  size=${meta##*:}
+  case "$size" in '' | *[!0-9]*) return 0 ;; esac
+  [ "$size" -le 1024 ] || return 0
+  [ "$(head -c 1024 "$f" | wc -l)" = 4 ] || return 0
+  [ "$(head -c 1024 "$f" | head -n 3)" = "$(version_key "$(binary_path)")" ] || return 0
+  clean_version "$(head -c 1024 "$f" | sed -n '4s/^version=//p')"
+}
+
+# Records version $2 for key $1 (only a clean version; never while a release is unverified:
+# then what current runs is not what COMMIT says). A failed write leaves no cache, not a bad one.
+remember_version() {
+  v=$(clean_version "$2")
+  [ -n "$v" ] && [ ! -f "$JOURNAL" ] || return 0
+  tmp=$VERSION_CACHE.tmp.$$
+  rm -f "$tmp"
+  if { printf '%s\nversion=%s\n' "$1" "$v" > "$tmp"; } 2> /dev/null && chmod 0644 "$tmp" && mv -fT "$tmp" "$VERSION_CACHE" 2> /dev/null; then
+    return 0
+  fi
+  rm -f "$tmp"
+}
+
+# The active release's version and where it came from ("file", "cache" or "binary"), as two
+# lines. VERSION first (through current/ once the release layout exists); else the cache; else
+# the binary, once: it is run by its resolved path, and its answer is kept only if neither the
+# binary nor the key changed while it ran (an update may switch current meanwhile).
+installed_version() {
+  user=$1
+  if [ -L "$ROOT/current" ]; then vfile=$ROOT/current/VERSION; else vfile=$ROOT/VERSION; fi
+  if [ -f "$vfile" ] && [ ! -L "$vfile" ]; then
+    printf 'file\n%s' "$(head -c 200 "$vfile" | head -n 1)"
+    return 0
+  fi
+  v=$(cached_version)
+  if [ -n "$v" ]; then printf 'cache\n%s' "$v"; return 0; fi
+  bin=$(binary_path)
+  [ -n "$bin" ] && [ -x "$bin" ] && command -v runuser > /dev/null 2>&1 || return 0
+  key=$(version_key "$bin")
+  v=$(timeout 10 runuser -u "$user" -- "$bin" --version 2> /dev/null | head -c 200 | head -n 1)
+  [ -n "$v" ] || return 0
+  if [ "$(binary_path)" = "$bin" ] && [ "$(version_key "$bin")" = "$key" ]; then remember_version "$key" "$v"; fi
+  printf 'binary\n%s' "$v"
+}
+
 # Drops top-level links into current that the active release does not provide (HEALTH_FAIL, ...).
 drop_dangling_links() {
   for entry in "$ROOT"/* ; do
@@ -159,11 +251,13 @@ cmd_inspect() {
   if [ -x "$recipe_path" ]; then recipe=image
   elif command -v runuser > /dev/null 2>&1 && runuser -u "$user" -- sh -c 'command -v bun' > /dev/null 2>&1; then recipe=builtin
   else recipe=none; fi
+  found=$(installed_version "$user")
+  version_source=
   version=
-  if [ -f "$ROOT/VERSION" ]; then version=$(head -c 200 "$ROOT/VERSION" | head -n 1)
-  elif [ -x "$ROOT/bin/opencode" ] && command -v runuser > /dev/null 2>&1; then
-    version=$(timeout 10 runuser -u "$user" -- "$ROOT/bin/opencode" --version 2> /dev/null | head -c 200 | head -n 1)
-  fi
+  case "$found" in *"$NL"?*)
+    version_source=${found%%"$NL"*}
+    version=${found#*"$NL"}
+  esac
   journal=null
   if [ -f "$JOURNAL" ]; then
     journal=$(printf '{"release":%s,"previous":%s,"previous_commit":%s,"version":%s,"since":%s}' \
@@ -173,9 +267,9 @@ cmd_inspect() {
   fi
   lock=null
   if [ -d "$LOCK" ]; then lock=$(lock_json); fi
-  printf '{"ok":true,"uid":%s,"present":%s,"commit":%s,"current":%s,"releases":[%s],"recipe":"%s","version":%s,"journal":%s,"lock":%s}\n' \
+  printf '{"ok":true,"uid":%s,"present":%s,"commit":%s,"current":%s,"releases":[%s],"recipe":"%s","version":%s,"version_source":%s,"journal":%s,"lock":%s}\n' \
     "$(id -u)" "$present" "$(json_opt "$(recorded_commit)")" "$(json_opt "$(current_release)")" "$releases" "$recipe" \
-    "$(json_opt "$version")" "$journal" "$lock"
+    "$(json_opt "$version")" "$(json_opt "$version_source")" "$journal" "$lock"
 }
 
 lock_age() {
@@ -237,7 +331,7 @@ cmd_lock() {
       for pid in $(end_build "$d"); do ended="$ended${ended:+,}$pid"; done
     done
   fi
-  rm -rf "$STAGING" "$ROOT/.current.tmp" "$ROOT/.link.tmp" "$ROOT/COMMIT.tmp" "$JOURNAL.tmp" "$ROOT"/.update-lock.old.*
+  rm -rf "$STAGING" "$ROOT/.current.tmp" "$ROOT/.link.tmp" "$ROOT/COMMIT.tmp" "$JOURNAL.tmp" "$ROOT"/.update-lock.old.* "$VERSION_CACHE".tmp.*
   rm -rf "$ROOT"/releases/.migrate-* 2> /dev/null
   mkdir -p "$STAGING" && chmod 0711 "$STAGING"
   printf '{"ok":true,"took_over":%s,"ended_builds":[%s]}\n' "$took_over" "$ended"
@@ -321,17 +415,25 @@ cmd_adopt() {
   echo '{"ok":true}'
 }
 
-# built TOKEN USER: the candidate's version (its VERSION file, else bin/opencode --version).
+# built TOKEN USER: the candidate's version (its VERSION file, else bin/opencode --version, which
+# is then recorded as the release's VERSION, so no later inspect has to run the binary).
 cmd_built() {
   check_token "${1:-}"
   rel=$STAGING/$1/release
   [ -d "$rel" ] || fail "the build left no release in $rel"
   [ -e "$rel/bin/opencode" ] || fail "the build left no bin/opencode"
   own_root "$rel"
-  if [ -f "$rel/VERSION" ]; then v=$(head -c 200 "$rel/VERSION" | head -n 1)
-  elif command -v runuser > /dev/null 2>&1; then
-    v=$(timeout 10 runuser -u "${2:-opencoder}" -- "$rel/bin/opencode" --version 2> /dev/null | head -c 200 | head -n 1)
-  else v=; fi
+  if [ -f "$rel/VERSION" ] && [ ! -L "$rel/VERSION" ]; then v=$(head -c 200 "$rel/VERSION" | head -n 1)
+  else
+    # A VERSION that is a link or a directory is not a version record: it goes.
+    rm -rf "$rel/VERSION"
+    v=
+    if command -v runuser > /dev/null 2>&1; then
+      v=$(timeout 10 runuser -u "${2:-opencoder}" -- "$rel/bin/opencode" --version 2> /dev/null | head -c 200 | head -n 1)
+    fi
+    clean=$(clean_version "$v")
+    if [ -n "$clean" ]; then write_file "$rel/VERSION" "$clean" || fail "cannot write $rel/VERSION"; fi
+  fi
   printf '{"ok":true,"version":%s}\n' "$(json_opt "$v")"
 }
 
@@ -364,6 +466,11 @@ cmd_activate() {
         [ -e "$entry" ] || [ -L "$entry" ] || continue
         cp -a "$entry" "$tmp/" || fail "copying $entry into the first release failed"
       done
+      # The plain layout without VERSION: its release records the version measured on it.
+      if [ ! -e "$tmp/VERSION" ] && [ ! -L "$tmp/VERSION" ]; then
+        v=$(cached_version)
+        if [ -n "$v" ]; then write_file "$tmp/VERSION" "$v" || fail "cannot write $tmp/VERSION"; fi
+      fi
       crash_point migrate-copied
       mv -T "$tmp" "releases/$image_name" || fail "cannot create releases/$image_name"
     fi
@@ -398,6 +505,7 @@ cmd_activate() {
   done
   crash_point linked
   set_current "$new" || fail "the switch to releases/$new failed"
+  rm -f "$VERSION_CACHE"
   crash_point switched
   printf '{"ok":true,"previous":%s,"previous_commit":%s}\n' "$(json_str "$previous")" "$(json_opt "$previous_commit")"
 }
@@ -409,6 +517,7 @@ cmd_verify() {
   release=$(field release "$JOURNAL")
   [ "$(current_release)" = "$release" ] || fail "current is not the pending release $release"
   if is_sha "$release"; then write_file "$ROOT/COMMIT" "$release" || fail "cannot write COMMIT"; fi
+  rm -f "$VERSION_CACHE"
   crash_point committed
   rm -f "$JOURNAL"
   printf '{"ok":true,"commit":%s}\n' "$(json_opt "$release")"
@@ -429,6 +538,7 @@ cmd_rollback() {
   [ -d "$ROOT/releases/$previous" ] || fail "the previous release releases/$previous is missing"
   cd "$ROOT" || fail "cannot enter $ROOT"
   set_current "$previous" || fail "switching back to releases/$previous failed"
+  rm -f "$VERSION_CACHE"
   crash_point switched-back
   if is_sha "$previous_commit"; then write_file COMMIT "$previous_commit" || fail "cannot write COMMIT"
   elif is_sha "$previous"; then write_file COMMIT "$previous" || fail "cannot write COMMIT"

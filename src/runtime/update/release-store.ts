@@ -54,8 +54,13 @@ export interface StoreState {
   activeCommit?: string
   releases: string[]
   recipe: BuildRecipe
-  /** The active release's version (its VERSION file, else opencode --version). */
+  /**
+   * The active release's version: its VERSION file, else the store's cache of an earlier
+   * `opencode --version` of the same commit, release and binary, else that command (run once).
+   */
   version?: string
+  /** Where the version came from. */
+  versionSource?: 'binary' | 'cache' | 'file'
   /** Set while a switched-in release is not verified (a crashed or interrupted update). */
   journal?: Journal
   lock?: LockRecord
@@ -182,9 +187,21 @@ const inspectSchema = z.object({
   releases: z.array(z.string()).max(10_000),
   uid: z.number(),
   version: opt,
+  version_source: z.enum(['file', 'cache', 'binary']).nullable().optional(),
 })
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
+/** What the script's cache may hold (its clean_version); anything else from it is not a version. */
+const CACHED_VERSION = /^[A-Za-z0-9_+~][A-Za-z0-9._+~-]{0,99}$/
+
+/** The version an inspect reported, and its source, as far as they can be trusted. */
+function toVersion(raw: z.output<typeof inspectSchema>): Pick<StoreState, 'version' | 'versionSource'> {
+  if (raw.version === undefined || !raw.version_source) return {}
+  // The cache is a file in the sandbox: only the strict shape its writer produces counts.
+  if (raw.version_source === 'cache' && !CACHED_VERSION.test(raw.version)) return {}
+  const version = cleanLine(raw.version, 200)
+  return version ? {version, versionSource: raw.version_source} : {}
+}
 
 function toLock(raw: z.output<typeof lockSchema>): LockRecord {
   const pid = raw.pid !== undefined && /^\d{1,10}$/.test(raw.pid) ? Number(raw.pid) : undefined
@@ -210,7 +227,7 @@ export function parseInspect(data: unknown): StoreState {
     recordedCommit,
     releases: raw.releases.filter((name) => NAME.test(name)),
     root: raw.uid === 0,
-    version: raw.version === undefined ? undefined : cleanLine(raw.version, 200) || undefined,
+    ...toVersion(raw),
   }
   if (raw.journal?.release && NAME.test(raw.journal.release) && raw.journal.previous && NAME.test(raw.journal.previous)) {
     state.journal = {previous: raw.journal.previous, release: raw.journal.release}
