@@ -312,6 +312,42 @@ describe('the real opencode in the sandbox (real image)', function () {
       assert.equal(started.containerId, containerId)
       assert.equal((await health(sandbox.port)).version, REAL_OPENCODE_VERSION)
     })
+
+    it('an image without VERSION: status and the update preflight report the real version, and opencode --version runs once in all', async () => {
+      // The published image may ship no /opt/opencode/VERSION. A wrapper in bin/opencode counts
+      // the --version runs (the server, started through it after the restart, execs the real one).
+      const runs = '/tmp/occ-version-runs'
+      const wrapper = `#!/bin/sh\n[ "$1" = --version ] && echo run >> ${runs}\nexec /opt/opencode/bin/opencode.real "$@"\n`
+      const setup = await execIn(sandbox.docker, sandbox.containerName, [
+        'sh',
+        '-ec',
+        'rm /opt/opencode/VERSION; mv /opt/opencode/bin/opencode /opt/opencode/bin/opencode.real; printf "%s" "$1" > /opt/opencode/bin/opencode; chmod 0755 /opt/opencode/bin/opencode; : > "$2"; chmod 0666 "$2"',
+        'sh',
+        wrapper,
+        runs,
+      ])
+      assert.equal(setup.exitCode, 0, setup.output)
+      const count = async (): Promise<number> => (await execIn(sandbox.docker, sandbox.containerName, ['cat', runs])).output.split('\n').filter(Boolean).length
+      const commit = (await execIn(sandbox.docker, sandbox.containerName, ['cat', '/opt/opencode/COMMIT'])).output.trim()
+
+      assert.equal((await statusJson(sandbox)).opencode.version, REAL_OPENCODE_VERSION)
+      assert.equal(await count(), 0, 'status never runs opencode')
+      for (let round = 0; round < 2; round++) {
+        const result = await sandbox.occ(['update', 'opencode', '--commit', commit, '--json'])
+        expectExit(result, 0)
+        const outcome = json<{changed: boolean; toVersion?: string}>(result)
+        assert.deepEqual([outcome.changed, outcome.toVersion], [false, REAL_OPENCODE_VERSION])
+        assert.equal(await count(), 1, `after update ${round + 1} (each inspects twice): one --version run in all`)
+      }
+
+      // The restart's repair inspects again, in a container started anew: still the cached value.
+      expectExit(await sandbox.occ(['restart']), 0)
+      assert.equal((await statusJson(sandbox)).opencode.version, REAL_OPENCODE_VERSION)
+      const again = await sandbox.occ(['update', 'opencode', '--commit', commit, '--json'])
+      expectExit(again, 0)
+      assert.equal(json<{toVersion?: string}>(again).toVersion, REAL_OPENCODE_VERSION)
+      assert.equal(await count(), 1, 'a container restart keeps the cache valid')
+    })
   })
 
   describe('containers that die, fail to start, or change', () => {
