@@ -167,9 +167,11 @@ cached_version() {
   size=${meta##*:}
   case "$size" in '' | *[!0-9]*) return 0 ;; esac
   [ "$size" -le 1024 ] || return 0
-  [ "$(head -c 1024 "$f" | wc -l)" = 4 ] || return 0
-  [ "$(head -c 1024 "$f" | head -n 3)" = "$(version_key "$(binary_path)")" ] || return 0
-  clean_version "$(head -c 1024 "$f" | sed -n '4s/^version=//p')"
+  content=$(head -c 1024 "$f")
+  key=$(version_key "$(binary_path)")
+  case "$content" in "$key${NL}version="*) ;; *) return 0 ;; esac
+  # The rest is the version; a second line (a newline is no version character) fails it.
+  clean_version "${content#"$key${NL}version="}"
 }
 
 # Records version $2 for key $1 (only a clean version; never while a release is unverified:
