@@ -14,9 +14,10 @@ import {GENERIC_SYSCALLS, X86_64_SYSCALLS} from './syscalls.generated.js'
  * read, so it answers ENOSYS and libc falls back to openat.
  *
  * Otherwise it is at least as strict as Docker's default profile: everything not allowed fails
- * with EPERM; the allowlist is the kernel's syscall tables (syscalls.generated.ts) minus BLOCKED
- * (what Docker's default refuses a container without extra capabilities, plus io_uring, whose
- * operations seccomp cannot see). clone may not create namespaces; clone3 answers ENOSYS (its
+ * with EPERM; the allowlist is what Docker's default allows (DOCKER_DEFAULT_ALLOWED) that the
+ * kernel's syscall tables have (syscalls.generated.ts), minus BLOCKED (what Docker's default
+ * refuses a container without extra capabilities, plus io_uring, whose operations seccomp cannot
+ * see, and a few more). clone may not create namespaces; clone3 answers ENOSYS (its
  * flags are in a struct) so libc uses clone. Only the native architecture is allowed: a 32-bit or
  * x32 syscall, whose numbers and argument layout the rules are not written for, kills the process
  * (the filter's bad-architecture action).
@@ -147,6 +148,60 @@ export const BLOCKED: ReadonlySet<string> = new Set([
   'vserver',
 ])
 
+/**
+ * The syscalls Docker's default profile allows without conditions or capabilities (moby's
+ * profiles/seccomp/default.json; arch_prctl and modify_ldt it allows on x86_64 only,
+ * sync_file_range2 on arm64 only), as far as
+ * the two tables have them. The plain allowlist is this minus BLOCKED and the conditional ones,
+ * so a syscall a newer kernel adds (and `npm run syscalls` puts in the tables) stays refused until
+ * someone has looked at it and added it here.
+ */
+export const DOCKER_DEFAULT_ALLOWED: readonly string[] = [
+  'accept', 'accept4', 'access', 'adjtimex', 'alarm', 'arch_prctl', 'bind', 'brk', 'capget', 'capset',
+  'chdir', 'chmod', 'chown', 'clock_adjtime', 'clock_adjtime64', 'clock_getres', 'clock_getres_time64',
+  'clock_gettime', 'clock_gettime64', 'clock_nanosleep', 'clock_nanosleep_time64', 'close', 'close_range',
+  'connect', 'copy_file_range', 'creat', 'dup', 'dup2', 'dup3', 'epoll_create', 'epoll_create1', 'epoll_ctl',
+  'epoll_ctl_old', 'epoll_pwait', 'epoll_pwait2', 'epoll_wait', 'epoll_wait_old', 'eventfd', 'eventfd2',
+  'execve', 'execveat', 'exit', 'exit_group', 'faccessat', 'faccessat2', 'fadvise64', 'fadvise64_64',
+  'fallocate', 'fanotify_mark', 'fchdir', 'fchmod', 'fchmodat', 'fchown', 'fchownat', 'fcntl', 'fcntl64',
+  'fdatasync', 'fgetxattr', 'flistxattr', 'flock', 'fork', 'fremovexattr', 'fsetxattr', 'fstat', 'fstat64',
+  'fstatat64', 'fstatfs', 'fstatfs64', 'fsync', 'ftruncate', 'ftruncate64', 'futex', 'futex_time64',
+  'futex_waitv', 'futimesat', 'get_robust_list', 'get_thread_area', 'getcpu', 'getcwd', 'getdents',
+  'getdents64', 'getegid', 'geteuid', 'getgid', 'getgroups', 'getitimer', 'getpeername', 'getpgid', 'getpgrp',
+  'getpid', 'getppid', 'getpriority', 'getrandom', 'getresgid', 'getresuid', 'getrlimit', 'getrusage',
+  'getsid', 'getsockname', 'getsockopt', 'gettid', 'gettimeofday', 'getuid', 'getxattr', 'inotify_add_watch',
+  'inotify_init', 'inotify_init1', 'inotify_rm_watch', 'io_cancel', 'io_destroy', 'io_getevents',
+  'io_pgetevents', 'io_pgetevents_time64', 'io_setup', 'io_submit', 'io_uring_enter', 'io_uring_register',
+  'io_uring_setup', 'ioctl', 'ioprio_get', 'ioprio_set', 'kill', 'landlock_add_rule',
+  'landlock_create_ruleset', 'landlock_restrict_self', 'lchown', 'lgetxattr', 'link', 'linkat', 'listen',
+  'listxattr', 'llistxattr', 'lremovexattr', 'lseek', 'lsetxattr', 'lstat', 'lstat64', 'madvise',
+  'membarrier', 'memfd_create', 'memfd_secret', 'mincore', 'mkdir', 'mkdirat', 'mknod', 'mknodat', 'mlock',
+  'mlock2', 'mlockall', 'mmap', 'mmap2', 'modify_ldt', 'mprotect', 'mq_getsetattr', 'mq_notify', 'mq_open',
+  'mq_timedreceive', 'mq_timedreceive_time64', 'mq_timedsend', 'mq_timedsend_time64', 'mq_unlink', 'mremap',
+  'msgctl', 'msgget', 'msgrcv', 'msgsnd', 'msync', 'munlock', 'munlockall', 'munmap', 'name_to_handle_at',
+  'nanosleep', 'newfstatat', 'open', 'openat', 'openat2', 'pause', 'pidfd_open', 'pidfd_send_signal', 'pipe',
+  'pipe2', 'pkey_alloc', 'pkey_free', 'pkey_mprotect', 'poll', 'ppoll', 'ppoll_time64', 'prctl', 'pread64',
+  'preadv', 'preadv2', 'prlimit64', 'process_mrelease', 'pselect6', 'pselect6_time64', 'pwrite64', 'pwritev',
+  'pwritev2', 'read', 'readahead', 'readlink', 'readlinkat', 'readv', 'recvfrom', 'recvmmsg',
+  'recvmmsg_time64', 'recvmsg', 'remap_file_pages', 'removexattr', 'rename', 'renameat', 'renameat2',
+  'restart_syscall', 'rmdir', 'rseq', 'rt_sigaction', 'rt_sigpending', 'rt_sigprocmask', 'rt_sigqueueinfo',
+  'rt_sigreturn', 'rt_sigsuspend', 'rt_sigtimedwait', 'rt_sigtimedwait_time64', 'rt_tgsigqueueinfo',
+  'sched_get_priority_max', 'sched_get_priority_min', 'sched_getaffinity', 'sched_getattr', 'sched_getparam',
+  'sched_getscheduler', 'sched_rr_get_interval', 'sched_rr_get_interval_time64', 'sched_setaffinity',
+  'sched_setattr', 'sched_setparam', 'sched_setscheduler', 'sched_yield', 'seccomp', 'select', 'semctl',
+  'semget', 'semop', 'semtimedop', 'semtimedop_time64', 'sendfile', 'sendfile64', 'sendmmsg', 'sendmsg',
+  'sendto', 'set_robust_list', 'set_thread_area', 'set_tid_address', 'setfsgid', 'setfsuid', 'setgid',
+  'setgroups', 'setitimer', 'setpgid', 'setpriority', 'setregid', 'setresgid', 'setresuid', 'setreuid',
+  'setrlimit', 'setsid', 'setsockopt', 'setuid', 'setxattr', 'shmat', 'shmctl', 'shmdt', 'shmget', 'shutdown',
+  'sigaltstack', 'signalfd', 'signalfd4', 'socketpair', 'splice', 'stat', 'stat64', 'statfs', 'statfs64',
+  'statx', 'symlink', 'symlinkat', 'sync', 'sync_file_range', 'sync_file_range2', 'syncfs', 'sysinfo', 'tee', 'tgkill', 'time',
+  'timer_create', 'timer_delete', 'timer_getoverrun', 'timer_gettime', 'timer_gettime64', 'timer_settime',
+  'timer_settime64', 'timerfd_create', 'timerfd_gettime', 'timerfd_gettime64', 'timerfd_settime',
+  'timerfd_settime64', 'times', 'tkill', 'truncate', 'truncate64', 'umask', 'uname', 'unlink', 'unlinkat',
+  'utime', 'utimensat', 'utimensat_time64', 'utimes', 'vfork', 'vmsplice', 'wait4', 'waitid', 'write',
+  'writev',
+]
+
 /** Syscalls with rules of their own below (not in the plain allowlist). */
 const CONDITIONAL = new Set([
   ...Object.keys(MODE_ARGUMENT),
@@ -184,10 +239,13 @@ export interface SeccompProfile {
 /** (arg & mask) == 0 */
 const clear = (index: number, mask: number): SeccompArg => ({index, op: 'SCMP_CMP_MASKED_EQ', value: mask, valueTwo: 0})
 
-/** The names allowed without conditions: both tables (a name one architecture lacks is skipped there) minus BLOCKED and the conditional ones. */
-export function allowedSyscalls(): string[] {
-  const names = new Set([...X86_64_SYSCALLS, ...GENERIC_SYSCALLS])
-  return [...names].filter((name) => !BLOCKED.has(name) && !CONDITIONAL.has(name)).sort()
+/**
+ * The names allowed without conditions: those of DOCKER_DEFAULT_ALLOWED that either table has (a
+ * name one architecture lacks is skipped there), minus BLOCKED and the conditional ones.
+ */
+export function allowedSyscalls(tables: {x86_64: readonly string[]; generic: readonly string[]} = {generic: GENERIC_SYSCALLS, x86_64: X86_64_SYSCALLS}): string[] {
+  const names = new Set([...tables.x86_64, ...tables.generic])
+  return DOCKER_DEFAULT_ALLOWED.filter((name) => names.has(name) && !BLOCKED.has(name) && !CONDITIONAL.has(name)).sort()
 }
 
 export function seccompProfile(): SeccompProfile {

@@ -4,7 +4,7 @@ import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {allowedSyscalls, BLOCKED, ENOSYS, EPERM, MODE_ARGUMENT, seccompProfile, type SeccompRule} from '../../src/docker/seccomp.js'
+import {allowedSyscalls, BLOCKED, DOCKER_DEFAULT_ALLOWED, ENOSYS, EPERM, MODE_ARGUMENT, seccompProfile, type SeccompRule} from '../../src/docker/seccomp.js'
 import {GENERIC_SYSCALLS, X86_64_SYSCALLS} from '../../src/docker/syscalls.generated.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -60,6 +60,23 @@ describe('the seccomp profile', () => {
     for (const name of BLOCKED) assert.deepEqual(rulesFor(name), [], `${name} has a rule`)
     const tables = new Set([...X86_64_SYSCALLS, ...GENERIC_SYSCALLS])
     for (const name of allowed) assert.ok(tables.has(name), `${name} is in no syscall table`)
+  })
+
+  it('allows no syscall a newer kernel adds to the tables until it is reviewed (regenerating from newer headers adds nothing)', () => {
+    // Syscalls of Linux 6.2..6.18 that Docker's default profile does not allow: regenerating the
+    // tables on a machine with such headers must not let them through.
+    const newer = ['file_setattr', 'listmount', 'lsm_set_self_attr', 'map_shadow_stack', 'mseal', 'open_tree_attr', 'removexattrat', 'setxattrat', 'statmount']
+    const allowed = new Set(allowedSyscalls({generic: [...GENERIC_SYSCALLS, ...newer], x86_64: [...X86_64_SYSCALLS, ...newer]}))
+    for (const name of newer) assert.ok(!allowed.has(name), `${name} is allowed unreviewed`)
+    assert.deepEqual(allowedSyscalls({generic: GENERIC_SYSCALLS, x86_64: X86_64_SYSCALLS}), allowedSyscalls())
+  })
+
+  it('allows unconditionally only names Docker\'s default profile allows, and those only where a table has them', () => {
+    const allowed = allowedSyscalls()
+    for (const name of allowed) assert.ok(DOCKER_DEFAULT_ALLOWED.includes(name), `${name} is not in Docker's default allowlist`)
+    // llseek is the generic table's 32-bit name (Docker's is _llseek); chown32 is in neither table.
+    assert.ok(!allowed.includes('llseek') && !allowed.includes('chown32'))
+    assert.deepEqual(allowedSyscalls({generic: [], x86_64: ['read', 'listmount']}), ['read'])
   })
 
   it('allows a mode syscall only when the mode has neither S_ISUID nor S_ISGID, and never without that condition', () => {
