@@ -51,12 +51,15 @@ export function urlHost(address: string): string {
 
 /**
  * Capabilities the sandbox never needs (Docker grants them by default): device nodes, raw
- * sockets, chroot, file capabilities and changing capability sets. SYS_ADMIN is not granted by
- * default; it is listed so no daemon default can bring it in. Kept (the entrypoint and occ's
- * update steps need them): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETUID, SETGID,
+ * sockets, chroot, file capabilities and changing capability sets, and FSETID: with it, root's
+ * write to a setuid/setgid file keeps the bits, so root in the container could put its own
+ * program into such a file a host user left in a bind mount (seccomp.ts refuses setting the bits,
+ * not writing a file that has them); without it the kernel clears them on the write. SYS_ADMIN is
+ * not granted by default; it is listed so no daemon default can bring it in. Kept (the entrypoint
+ * and occ's update steps need them): CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETUID, SETGID,
  * NET_BIND_SERVICE, AUDIT_WRITE.
  */
-export const DROPPED_CAPABILITIES = ['MKNOD', 'NET_RAW', 'SYS_ADMIN', 'SYS_CHROOT', 'SETFCAP', 'SETPCAP']
+export const DROPPED_CAPABILITIES = ['MKNOD', 'NET_RAW', 'SYS_ADMIN', 'SYS_CHROOT', 'SETFCAP', 'SETPCAP', 'FSETID']
 
 /** The container log on the host: json-file, rotated, at most LOG_MAX_FILES × LOG_MAX_SIZE. */
 export const LOG_MAX_SIZE = '5m'

@@ -193,7 +193,7 @@ describe('the real opencode in the sandbox (real image)', function () {
       assert.equal(noNewPrivileges, 'no-new-privileges:true')
       assert.ok(seccomp === seccompSecurityOpt(), `not occ's seccomp profile: ${String(seccomp).slice(0, 60)}`)
       assert.deepEqual(otherOptions, [])
-      for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(info.HostConfig.CapDrop?.includes(cap), `${cap} not dropped`)
+      for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN', 'FSETID']) assert.ok(info.HostConfig.CapDrop?.includes(cap), `${cap} not dropped`)
       assert.equal(info.HostConfig.PidsLimit, 4096)
       assert.deepEqual(info.HostConfig.LogConfig, {Config: {'max-file': '3', 'max-size': '5m'}, Type: 'json-file'})
 
@@ -263,6 +263,22 @@ describe('the real opencode in the sandbox (real image)', function () {
         assert.equal(stat.mode & 0o7777, 0o755)
         assert.equal(stat.uid, user === 'root' ? 0 : 1000)
         assert.equal(await fs.readFile(path.join(workspace, `${tag}-plain`), 'utf8'), 'hi\n')
+      }
+
+      // A setuid/setgid file put in the workspace from the host: root in the container may write
+      // it (DAC_OVERRIDE), but the write clears the bits, so its content cannot be replaced by a
+      // program of the sandbox's that keeps them (with FSETID the kernel would leave them).
+      for (const [name, argv] of [
+        ['occ-host-append', ['sh', '-c', `echo x >> ${ws}/occ-host-append`]],
+        ['occ-host-cp', ['cp', '/usr/bin/id', `${ws}/occ-host-cp`]],
+        ['occ-host-truncate', ['truncate', '-s', '0', `${ws}/occ-host-truncate`]],
+      ] as Array<[string, string[]]>) {
+        await fs.copyFile('/bin/true', path.join(workspace, name))
+        await fs.chmod(path.join(workspace, name), 0o6755)
+        assert.equal(await setIdBits(name), 0o6000)
+        const result = await execIn(sandbox.docker, sandbox.containerName, argv)
+        assert.equal(result.exitCode, 0, `root: \`${argv.join(' ')}\`: ${result.output}`)
+        assert.equal(await setIdBits(name), 0, `root: \`${argv.join(' ')}\` kept the setuid/setgid bits of a host file`)
       }
 
       assert.deepEqual(await health(sandbox.port), {healthy: true, version: REAL_OPENCODE_VERSION})

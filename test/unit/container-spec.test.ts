@@ -129,7 +129,7 @@ describe('buildContainerSpec', () => {
     const host = spec().HostConfig ?? {}
     assert.ok(!host.Privileged, 'the sandbox must not be privileged')
     assert.deepEqual(host.CapAdd ?? [], [])
-    for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN']) assert.ok(host.CapDrop?.includes(cap), `${cap} is not dropped`)
+    for (const cap of ['MKNOD', 'NET_RAW', 'SYS_ADMIN', 'FSETID']) assert.ok(host.CapDrop?.includes(cap), `${cap} is not dropped`)
     for (const cap of ['CHOWN', 'SETUID', 'SETGID', 'DAC_OVERRIDE', 'FOWNER', 'KILL']) assert.ok(!host.CapDrop?.includes(cap), `${cap} is needed`)
     assert.equal(host.SecurityOpt?.length, 2)
     assert.equal(host.SecurityOpt?.[0], 'no-new-privileges:true')
