@@ -291,6 +291,40 @@ describe('occ against a real Docker engine (fixture image)', function () {
     assert.doesNotMatch(`${out(again)}${err(again)}`, /seccomp/)
   })
 
+  it('a container with an earlier seccomp profile of occ\'s, or that keeps FSETID (made by an older occ), is kept with a warning; start --recreate brings both up to date', async () => {
+    const sandbox = await started('old-caps')
+    const current = (await containerInfo(sandbox))!
+    assert.ok(current.HostConfig.CapDrop?.includes('FSETID'), 'a new container keeps FSETID')
+    expectExit(await sandbox.occ(['stop', '--remove']), 0)
+    // As an occ with the first profile (the same, but with one more syscall) and without FSETID in CapDrop created it.
+    const profile = JSON.parse(seccompSecurityOpt().slice('seccomp='.length)) as {syscalls: Array<{names: string[]}>}
+    profile.syscalls[0].names.push('llseek')
+    const old = await sandbox.docker.createContainer({
+      ...current.Config,
+      HostConfig: {
+        ...current.HostConfig,
+        CapDrop: current.HostConfig.CapDrop?.filter((cap) => cap !== 'FSETID'),
+        SecurityOpt: ['no-new-privileges:true', `seccomp=${JSON.stringify(profile)}`],
+      },
+      name: sandbox.containerName,
+    })
+    await old.start()
+
+    const start = await sandbox.occ(['start'])
+    expectExit(start, 0)
+    const said = `${out(start)} ${err(start)}`.replaceAll(/\s+(›\s+)?/g, ' ')
+    assert.match(said, /has an earlier version of occ's seccomp profile; it keeps capabilities occ drops \(FSETID\).*occ start --recreate/)
+    assert.doesNotMatch(said, /are not refused/)
+    assert.equal((await containerInfo(sandbox))?.Id, old.id, 'start replaced the container without --recreate')
+
+    expectExit(await sandbox.occ(['start', '--recreate']), 0)
+    const recreated = await containerInfo(sandbox)
+    assert.ok(recreated?.HostConfig.CapDrop?.includes('FSETID'), 'the recreated container keeps FSETID')
+    const again = await sandbox.occ(['start'])
+    expectExit(again, 0)
+    assert.doesNotMatch(`${out(again)}${err(again)}`, /seccomp|capabilities/)
+  })
+
   it('stop --remove removes the container (volumes kept); then stop succeeds and status says there is none', async () => {
     const sandbox = await started('remove')
     const remove = await sandbox.occ(['stop', '--remove'])
