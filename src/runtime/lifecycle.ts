@@ -110,13 +110,13 @@ async function containerDrift(host: HostRuntime, info: Docker.ContainerInspectIn
   if (host.config.container_env.some((entry) => !env.has(entry))) drift.push('its environment lacks entries of container_env')
   // Created by an older occ: without the seccomp profile, root in it can make setuid files in the
   // bind mounts; with an earlier version of it, it refuses them but differs otherwise.
-  const securityOpt = info.HostConfig?.SecurityOpt ?? []
+  const securityOpt: string[] = info.HostConfig?.SecurityOpt ?? []
   if (!securityOpt.includes(seccompSecurityOpt())) {
     drift.push(securityOpt.some((option) => option.startsWith('seccomp=')) ? 'it has an earlier version of occ\'s seccomp profile' : 'it lacks occ\'s current seccomp profile (setuid/setgid bits are not refused)')
   }
 
   // Created by an older occ that kept a capability occ now drops (FSETID: root's writes keep setuid bits).
-  const capDrop = new Set(info.HostConfig?.CapDrop ?? [])
+  const capDrop = new Set<string>(info.HostConfig?.CapDrop ?? [])
   const kept = DROPPED_CAPABILITIES.filter((cap) => !capDrop.has(cap) && !capDrop.has(`CAP_${cap}`))
   if (kept.length > 0) drift.push(`it keeps capabilities occ drops (${kept.join(', ')})`)
   return drift

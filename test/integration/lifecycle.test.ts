@@ -303,7 +303,7 @@ describe('occ against a real Docker engine (fixture image)', function () {
       ...current.Config,
       HostConfig: {
         ...current.HostConfig,
-        CapDrop: current.HostConfig.CapDrop?.filter((cap) => cap !== 'FSETID'),
+        CapDrop: current.HostConfig.CapDrop?.filter((cap: string) => cap !== 'FSETID'),
         SecurityOpt: ['no-new-privileges:true', `seccomp=${JSON.stringify(profile)}`],
       },
       name: sandbox.containerName,
