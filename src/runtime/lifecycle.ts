@@ -118,7 +118,7 @@ async function containerDrift(host: HostRuntime, info: Docker.ContainerInspectIn
   // Created by an older occ that kept a capability occ now drops (FSETID: root's writes keep setuid bits).
   const capDrop = new Set<string>(info.HostConfig?.CapDrop ?? [])
   const kept = DROPPED_CAPABILITIES.filter((cap) => !capDrop.has(cap) && !capDrop.has(`CAP_${cap}`))
-  if (kept.length > 0) drift.push(`it keeps capabilities occ drops (${kept.join(', ')})`)
+  if (kept.length > 0) drift.push(`it keeps capabilities the sandbox no longer gets (${kept.join(', ')})`)
   return drift
 }
 

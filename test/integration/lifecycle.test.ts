@@ -313,7 +313,7 @@ describe('occ against a real Docker engine (fixture image)', function () {
     const start = await sandbox.occ(['start'])
     expectExit(start, 0)
     const said = `${out(start)} ${err(start)}`.replaceAll(/\s+(›\s+)?/g, ' ')
-    assert.match(said, /has an earlier version of occ's seccomp profile; it keeps capabilities occ drops \(FSETID\).*occ start --recreate/)
+    assert.match(said, /has an earlier version of occ's seccomp profile; it keeps capabilities the sandbox no longer gets \(FSETID\).*occ start --recreate/)
     assert.doesNotMatch(said, /are not refused/)
     assert.equal((await containerInfo(sandbox))?.Id, old.id, 'start replaced the container without --recreate')
 

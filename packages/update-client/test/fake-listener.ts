@@ -69,6 +69,8 @@ export class FakeListener {
   private state: Record<string, unknown> = {state: 'idle'}
   private stopped = false
   private busy = false
+  /** The tick in progress, so stop() waits for a beat that is mid-write (its temp file). */
+  private inflight: Promise<void> = Promise.resolve()
   private readonly options: Required<Pick<FakeListenerOptions, 'claim' | 'heartbeatMs' | 'stepMs' | 'steps'>> & FakeListenerOptions
 
   readonly dir: string
@@ -82,7 +84,7 @@ export class FakeListener {
     await this.beat()
     this.timer = setInterval(() => {
       // After stop() the dir may be gone: a late tick's failure is not the case's business.
-      this.tick().catch((error: unknown) => {
+      this.inflight = this.tick().catch((error: unknown) => {
         if (!this.stopped) this.errors.push(error)
       })
     }, 50)
@@ -98,6 +100,8 @@ export class FakeListener {
   /** Stops and removes listener.json, as occ does on a clean exit. */
   async stop(): Promise<void> {
     this.freeze()
+    // A beat that began before the freeze finishes its rename first: no temp file is left behind.
+    await this.inflight
     await fs.rm(path.join(this.dir, 'listener.json'), {force: true})
   }
 
