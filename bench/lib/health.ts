@@ -3,8 +3,9 @@
  * compute from it: a background prober that samples every 50 ms, and the longest stretch
  * between two healthy answers.
  */
-import http from 'node:http'
 import {setTimeout as delay} from 'node:timers/promises'
+
+import {probeHttpHealth} from '../../src/runtime/http-probe.js'
 
 export const PROBE_EVERY_MS = 50
 export const PROBE_TIMEOUT_MS = 250
@@ -20,26 +21,12 @@ export interface HealthSample extends HealthAnswer {
   at: number
 }
 
-/** One probe; never rejects (no answer, a timeout or a body that is not JSON is unhealthy). */
-export function probeHealth(port: number, timeoutMs = PROBE_TIMEOUT_MS): Promise<HealthAnswer> {
-  return new Promise((resolve) => {
-    const request = http.get({agent: false, host: '127.0.0.1', path: '/global/health', port, timeout: timeoutMs}, (response) => {
-      let text = ''
-      response.on('data', (chunk: Buffer) => {
-        text += chunk.toString()
-      })
-      response.on('end', () => {
-        try {
-          const body = JSON.parse(text) as {healthy?: boolean; version?: string}
-          resolve({healthy: response.statusCode === 200 && body.healthy === true, version: body.version})
-        } catch {
-          resolve({healthy: false})
-        }
-      })
-    })
-    request.on('timeout', () => request.destroy(new Error('timeout')))
-    request.on('error', () => resolve({healthy: false}))
-  })
+/** One probe through occ's own (src/runtime/http-probe.ts); never rejects: no answer, a timeout or a body that is not JSON is unhealthy. */
+export async function probeHealth(port: number, timeoutMs = PROBE_TIMEOUT_MS): Promise<HealthAnswer> {
+  const probe = await probeHttpHealth('127.0.0.1', port, timeoutMs)
+  if (probe.kind !== 'http') return {healthy: false}
+  const body = (typeof probe.body === 'object' && probe.body !== null ? probe.body : {}) as {healthy?: unknown; version?: unknown}
+  return {healthy: probe.status === 200 && body.healthy === true, version: typeof body.version === 'string' ? body.version : undefined}
 }
 
 export interface HealthProber {
